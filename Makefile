@@ -1,0 +1,32 @@
+# make demo : install, then run the main job on the embedded defaults
+# make test : install, then run the whole test suite (what CI runs)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+OPENRS := $(VENV)/bin/openrs
+STAMP  := $(VENV)/.openrs-installed
+
+.PHONY: install demo test lint bench
+
+install: $(STAMP)
+
+# torch==2.13.0 (CPU wheel on CPU machines) goes in first so that the resolver never pulls a multi-GB CUDA build;
+# a venv that already has a torch (e.g. a CUDA build on a GPU machine) keeps it.
+$(STAMP): pyproject.toml constraints/tested.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -c constraints/tested.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(OPENRS) recipes validate
+	$(OPENRS) recipes show exp3
+	$(OPENRS) doctor
+
+test: install
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check openrs_cli tests benchmarks
+
+bench: install
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

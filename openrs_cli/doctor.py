@@ -1,0 +1,109 @@
+"""Environment report for `openrs doctor`: versions, tested ranges, GPUs, and what this machine can run.
+
+Versions come from package metadata (no heavy imports) except torch, which is imported to ask whether CUDA
+works. The tested set is `constraints/tested.txt` (bundled copy in this package).
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = [
+    "torch", "transformers", "trl", "accelerate", "deepspeed", "datasets", "vllm", "flash-attn",
+    "lighteval", "math-verify", "latex2sympy2_extended", "nvidia-ml-py", "typer", "rich", "pydantic",
+]
+TESTED_FILE = Path(__file__).parent / "tested.txt"
+
+
+def installed_version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def tested_versions() -> dict[str, str]:
+    """name -> version pinned in the tested constraints file."""
+    out = {}
+    for line in TESTED_FILE.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", line.strip())
+        if m:
+            out[_norm(m.group(1))] = m.group(2)
+    return out
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _base(version: str) -> str:
+    return version.split("+")[0]
+
+
+def gpus() -> tuple[list[dict], str | None]:
+    """GPUs seen through NVML, or ([], reason)."""
+    try:
+        import pynvml
+    except ImportError:
+        return [], "nvidia-ml-py is not installed"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        return [], f"NVML unavailable ({e})"
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        found = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            found.append({"index": i, "name": pynvml.nvmlDeviceGetName(h), "memory_gib": round(mem.total / 2**30, 1),
+                          "driver": driver})
+        return found, None
+    except pynvml.NVMLError as e:
+        return [], f"NVML error ({e})"
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass
+
+
+def collect() -> dict:
+    tested = tested_versions()
+    packages = []
+    for pkg in PACKAGES:
+        v = installed_version(pkg)
+        want = tested.get(_norm(pkg))
+        status = "missing" if v is None else ("untested" if want and _base(v) != _base(want) else "ok")
+        packages.append({"name": pkg, "version": v, "tested": want, "status": status})
+    cuda = None
+    try:
+        import torch
+
+        cuda = bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken torch is reported, not raised
+        cuda = None
+    found, why = gpus()
+    have = {p["name"]: p["version"] for p in packages}
+    caps = {
+        "cpu smoke runs (train tiny, eval transformers)": (have["torch"] is not None and have["trl"] is not None,
+                                                          "needs torch + trl"),
+        "multi-GPU training (accelerate + DeepSpeed)": (bool(cuda) and len(found) >= 2, "needs 2+ CUDA GPUs"),
+        "vLLM training and evaluation": (bool(cuda) and have["vllm"] is not None,
+                                         "needs a CUDA GPU + `pip install 'openrs[gpu]'`"),
+        "flash-attention": (have["flash-attn"] is not None, "needs a source build of flash-attn (README)"),
+        "energy measurement (NVML)": (bool(found), why or "no GPU found"),
+        "lighteval engine": (have["lighteval"] is not None, "needs the lighteval extra in its own environment"),
+    }
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": packages,
+        "torch_cuda": cuda,
+        "gpus": found,
+        "gpu_note": why,
+        "capabilities": {k: {"ok": ok, "note": None if ok else note} for k, (ok, note) in caps.items()},
+    }

@@ -1,0 +1,63 @@
+"""Test setup: offline Hugging Face, a per-session openrs cache, and the tiny model fixture."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+for _k, _v in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "WANDB_MODE": "disabled",
+    "WANDB_DISABLED": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ[_k] = _v
+# One cache per test session (the tiny model is built once into it; subprocesses inherit it).
+os.environ.setdefault("OPENRS_CACHE", tempfile.mkdtemp(prefix="openrs-test-cache-"))
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_BENCHMARKS = REPO.parent / "shared" / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    from openrs_cli.tiny import ensure_tiny_model
+
+    return ensure_tiny_model()
+
+
+@pytest.fixture()
+def cli():
+    """Run the CLI in-process like the console script: returns (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from openrs_cli.main import app
+    from openrs_cli.errors import OpenrsError
+
+    def invoke(*args: str):
+        runner = CliRunner()
+        result = runner.invoke(app, list(args), catch_exceptions=True)
+        if isinstance(result.exception, OpenrsError):
+            return result.exception.exit_code, result.stdout, str(result.exception)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    return invoke
+
+
+def run_openrs(*args: str, cwd: str | Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run the real `openrs` entry point in a subprocess (exit codes, stderr exactly as a user sees them)."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", "from openrs_cli.main import run; run()", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
