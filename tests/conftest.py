@@ -37,8 +37,8 @@ def cli():
     """Run the CLI in-process like the console script: returns (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner
 
-    from openrs_cli.main import app
     from openrs_cli.errors import OpenrsError
+    from openrs_cli.main import app
 
     def invoke(*args: str):
         runner = CliRunner()

@@ -17,6 +17,6 @@ def test_main_import_loads_no_heavy_module():
 
 def test_help_runs_without_heavy_modules():
     code = ("import sys\nfrom openrs_cli.main import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "bad=[m for m in %r if m in sys.modules]\nprint('HEAVY', bad)" % HEAVY)
+            f"bad=[m for m in {HEAVY!r} if m in sys.modules]\nprint('HEAVY', bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout[-500:]
