@@ -1,0 +1,381 @@
+"""The cost monitor: a per-node GPU sampler plus Zeus-style measurement windows, written to the run's ledger.
+
+    mon = open_monitor(run_dir, kind="train")          # one per node: covers every allocated GPU by UUID
+    with mon.phase("generation"):
+        ...
+    m = mon.end_window("eval") if ... else None          # begin_window/end_window -> Measurement
+    mon.close("ok")
+
+Energy comes from NVML's total-energy counter (mJ since driver load), read at window boundaries and on the
+heartbeat; a counter that goes backwards (driver reload) starts a new segment. Power and utilisation are polled
+every `interval_s` for statistics, idle time (utilisation < 5 %) and, where no counter exists, a trapezoid
+power integral. `attach_monitor` gives a training rank windows on its own GPU without a second sampler.
+Nothing here raises into the measured program: NVML and ledger failures become one warning each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import uuid as _uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from openrs_cli import __version__
+from openrs_cli.cost.backend import DeviceInfo, NullBackend, SystemClock, allocated_indices, select_backend
+from openrs_cli.cost.ledger import LedgerWriter, host_name, ledger_dir, ledger_path
+
+log = logging.getLogger("openrs.cost")
+
+PHASES = ("setup", "generation", "train_step", "reward", "checkpoint", "eval", "other")
+IDLE_UTIL_PCT = 5.0
+HEARTBEAT_S = 30.0
+
+
+@dataclass
+class Measurement:
+    """What one window cost. Energy is None when no device could report it."""
+
+    name: str
+    start_ts: float
+    end_ts: float
+    wall_s: float
+    gpu_count: int
+    gpu_seconds: float
+    gpu_energy_j: float | None
+    energy_source: str  # counter | power_integral | mixed | none
+    gpu_energy_j_by_uuid: dict = field(default_factory=dict)
+    power_w_total_mean: float | None = None  # summed over the window's GPUs
+    util_gpu_mean: float | None = None
+    idle_gpu_s: float | None = None
+    approx: bool = False  # shorter than 1 s: energy readings are coarse
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Snap:
+    t: float
+    counter_j: float
+    counter_fail: int
+    integral_j: float
+    power_known_s: float
+    idle_s: float
+    util_s: float
+    util_known_s: float
+
+
+class _Track:
+    """Running totals for one GPU; every reading extends them to `now`."""
+
+    def __init__(self, dev: DeviceInfo, backend, now: float):
+        self.dev, self.b = dev, backend
+        self.t = now
+        self.counter_j = self.integral_j = self.power_known_s = 0.0
+        self.idle_s = self.util_s = self.util_known_s = 0.0
+        self.counter_fail = self.segments = 0
+        self.last_counter = backend.energy_mj(dev.uuid) if dev.has_energy_counter else None
+        self.last_power = _w(backend.power_mw(dev.uuid))
+        self.power_max: float | None = None
+        self.mem_max: float | None = None
+        self.samples = 0
+
+    def read(self, now: float, counter: bool) -> None:
+        dt = max(0.0, now - self.t)
+        p = _w(self.b.power_mw(self.dev.uuid))
+        known = [x for x in (self.last_power, p) if x is not None]
+        if known and dt:
+            self.integral_j += sum(known) / len(known) * dt
+            self.power_known_s += dt
+        u = self.b.util_pct(self.dev.uuid)
+        if u is not None and dt:
+            self.util_known_s += dt
+            self.util_s += dt * u / 100.0
+            if u < IDLE_UTIL_PCT:
+                self.idle_s += dt
+        m = self.b.mem_used_mib(self.dev.uuid)
+        if p is not None:
+            self.power_max = p if self.power_max is None else max(self.power_max, p)
+        if m is not None:
+            self.mem_max = m if self.mem_max is None else max(self.mem_max, m)
+        if counter and self.dev.has_energy_counter:
+            e = self.b.energy_mj(self.dev.uuid)
+            if e is None:
+                self.counter_fail += 1
+            elif self.last_counter is not None and e < self.last_counter:
+                # Driver reload: the counter restarted from zero. New segment; energy since reload is e.
+                self.segments += 1
+                log.warning("openrs cost: energy counter of %s went backwards; starting a new segment", self.dev.uuid)
+                self.counter_j += e / 1000.0
+            elif self.last_counter is not None:
+                self.counter_j += (e - self.last_counter) / 1000.0
+            if e is not None:
+                self.last_counter = e
+        self.last_power = p
+        self.t = now
+        self.samples += 1
+
+    def snap(self) -> _Snap:
+        return _Snap(self.t, self.counter_j, self.counter_fail, self.integral_j, self.power_known_s, self.idle_s,
+                     self.util_s, self.util_known_s)
+
+    def delta(self, a: _Snap, b: _Snap) -> dict:
+        span = b.t - a.t
+        counter_ok = self.dev.has_energy_counter and b.counter_fail == a.counter_fail
+        integral_ok = span > 0 and (b.power_known_s - a.power_known_s) >= 0.99 * span
+        if counter_ok:
+            energy, source = b.counter_j - a.counter_j, "counter"
+        elif integral_ok:
+            energy, source = b.integral_j - a.integral_j, "power_integral"
+        elif span == 0 and (counter_ok or self.last_power is not None):
+            energy, source = 0.0, "counter" if counter_ok else "power_integral"
+        else:
+            energy, source = None, "none"
+        pk = b.power_known_s - a.power_known_s
+        uk = b.util_known_s - a.util_known_s
+        return {
+            "uuid": self.dev.uuid, "name": self.dev.name, "index": self.dev.index,
+            "gpu_seconds": span, "energy_j": energy, "energy_source": source,
+            "power_integral_j": (b.integral_j - a.integral_j) if pk else None,
+            "power_w_mean": (b.integral_j - a.integral_j) / pk if pk else None,
+            "util_gpu_mean": 100.0 * (b.util_s - a.util_s) / uk if uk else None,
+            "idle_s": (b.idle_s - a.idle_s) if uk else None,
+            "busy_s": (b.util_s - a.util_s) if uk else None,
+        }
+
+
+def _w(mw) -> float | None:
+    return None if mw is None else mw / 1000.0
+
+
+class Monitor:
+    """See the module docstring. Construct with `open_monitor` or `attach_monitor`."""
+
+    def __init__(self, run_dir, *, kind: str, backend, clock=None, interval_s: float = 1.0,
+                 heartbeat_s: float = HEARTBEAT_S, sample: bool = True, thread: bool = True, role: str = "sampler"):
+        self.run_dir = Path(run_dir)
+        self.kind, self.role = kind, role
+        self.clock = clock or SystemClock()
+        self.interval_s = max(0.1, float(interval_s))
+        self.heartbeat_s = max(self.interval_s, float(heartbeat_s))
+        self.host = host_name()
+        self.id = _uuid.uuid4().hex[:12]
+        self.backend = backend
+        self.closed = False
+        self._warned: set[str] = set()
+        self._lock = threading.RLock()
+        self._windows: dict[str, tuple[float, dict, bool, dict]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
+        self.writer = LedgerWriter(ledger_path(self.run_dir, self.host), on_error=self._warn)
+        self.sample = sample and self._take_node_lock()
+        now = self.clock.time()
+        self.start_ts = now
+        self.tracks = [_Track(d, backend, now) for d in self._safe(backend.devices, [])]
+        self._hb_start = now
+        self._hb_snaps = {t.dev.uuid: t.snap() for t in self.tracks}
+        self.writer.write({
+            "record": "run_start", "monitor_id": self.id, "host": self.host, "pid": os.getpid(), "run_kind": kind,
+            "role": role if self.sample else ("worker" if role == "worker" else "windows_only"),
+            "rank": _env_int("RANK"), "local_rank": _env_int("LOCAL_RANK"), "start_ts": now,
+            "backend": getattr(backend, "name", type(backend).__name__),
+            "backend_note": getattr(backend, "reason", ""),
+            "versions": _versions(), "interval_s": self.interval_s, "heartbeat_s": self.heartbeat_s,
+            "devices": [t.dev.to_json() for t in self.tracks],
+        })
+        if self.sample and thread and self.tracks:
+            self._thread = threading.Thread(target=self._loop, name="openrs-cost-sampler", daemon=True)
+            self._thread.start()
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _warn(self, msg: str) -> None:
+        if msg not in self._warned:
+            self._warned.add(msg)
+            log.warning("openrs cost: %s", msg)
+
+    def _safe(self, fn, default, *a):
+        try:
+            return fn(*a)
+        except Exception as e:  # noqa: BLE001 - a monitoring bug must not end the measured run
+            self._warn(f"monitor error ({type(e).__name__}: {e}); measurement continues")
+            return default
+
+    def _take_node_lock(self) -> bool:
+        """One sampler per node and run: a second one on the same host records windows only."""
+        try:
+            ledger_dir(self.run_dir).mkdir(parents=True, exist_ok=True)
+            fd = os.open(ledger_dir(self.run_dir) / f".sampler-{self.host}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            self._warn(f"another sampler already covers {self.host} for {self.run_dir}; this one records windows only")
+            return False
+        self._lock_fd = fd
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.tick()
+
+    def _read_all(self, counter: bool) -> float:
+        now = self.clock.time()
+        for t in self.tracks:
+            self._safe(t.read, None, now, counter)
+        return now
+
+    def _flush_interval(self, now: float) -> None:
+        if not self.sample or not self.tracks or now <= self._hb_start:
+            return
+        gpus = []
+        for t in self.tracks:
+            d = t.delta(self._hb_snaps[t.dev.uuid], t.snap())
+            d["power_w_max"], d["mem_used_max_mib"], d["samples_n"], d["segments"] = (
+                t.power_max, t.mem_max, t.samples, t.segments)
+            t.power_max = t.mem_max = None
+            t.samples = 0
+            gpus.append(d)
+            self._hb_snaps[t.dev.uuid] = t.snap()
+        self.writer.write({"record": "interval", "monitor_id": self.id, "host": self.host,
+                           "start_ts": self._hb_start, "end_ts": now, "gpus": gpus})
+        self._hb_start = now
+
+    # -- public ----------------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """One poll of every GPU (the sampler thread calls this; tests on a fake clock call it by hand)."""
+        if self.closed:
+            return
+        with self._lock:
+            due = self.clock.time() - self._hb_start >= self.heartbeat_s
+            now = self._read_all(counter=due)
+            if due:
+                self._safe(self._flush_interval, None, now)
+
+    def begin_window(self, name: str, *, phase: bool = False, **meta) -> None:
+        """Start measuring `name`; windows may nest or overlap (a name already open is restarted, with a warning)."""
+        with self._lock:
+            if name in self._windows:
+                self._warn(f"window '{name}' was already open; restarting it")
+            now = self._read_all(counter=True)
+            self._windows[name] = (now, {t.dev.uuid: t.snap() for t in self.tracks}, phase, meta)
+
+    def end_window(self, name: str) -> Measurement:
+        """Stop `name` and return its Measurement (also written to the ledger)."""
+        with self._lock:
+            now = self._read_all(counter=True)
+            if name not in self._windows:
+                self._warn(f"end_window('{name}') without begin_window; returning an empty measurement")
+                return Measurement(name, now, now, 0.0, len(self.tracks), 0.0, None, "none")
+            start, snaps, phase, meta = self._windows.pop(name)
+            per = [t.delta(snaps[t.dev.uuid], t.snap()) for t in self.tracks]
+        m = _measure(name, start, now, per)
+        self.writer.write({"record": "window", "monitor_id": self.id, "host": self.host, "name": name,
+                           "phase": phase, "rank": _env_int("RANK"), **meta, **m.to_json()})
+        return m
+
+    @contextlib.contextmanager
+    def phase(self, name: str, **meta):
+        """`with monitor.phase("generation"):` -- a window marked as one of the run's phases (see PHASES)."""
+        self.begin_window(name, phase=True, **meta)
+        try:
+            yield
+        finally:
+            self.end_window(name)
+
+    def close(self, status: str = "ok") -> None:
+        """Stop sampling, write the last interval and run_end. Safe to call twice."""
+        if self.closed:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            for name in list(self._windows):
+                self.end_window(name)
+            now = self._read_all(counter=True)
+            self._safe(self._flush_interval, None, now)
+            self.closed = True
+            self.writer.write({"record": "run_end", "monitor_id": self.id, "host": self.host, "status": status,
+                               "end_ts": now, "wall_s": now - self.start_ts})
+        self.writer.close()
+        self._safe(self.backend.shutdown, None)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close("ok" if exc_type is None else ("interrupted" if exc_type is KeyboardInterrupt else "error"))
+
+
+def _measure(name: str, start: float, end: float, per: list[dict]) -> Measurement:
+    wall = end - start
+    energies = [p["energy_j"] for p in per]
+    sources = {p["energy_source"] for p in per}
+    known = None if (not per or any(e is None for e in energies)) else sum(energies)
+    source = "none" if known is None else (sources.pop() if len(sources) == 1 else "mixed")
+    pw = [p["power_w_mean"] for p in per if p["power_w_mean"] is not None]
+    ut = [p["util_gpu_mean"] for p in per if p["util_gpu_mean"] is not None]
+    idle = [p["idle_s"] for p in per]
+    return Measurement(
+        name, start, end, wall, len(per), wall * len(per), known, source,
+        {p["uuid"]: p["energy_j"] for p in per},
+        sum(pw) if pw and len(pw) == len(per) else None,
+        sum(ut) / len(ut) if ut else None,
+        sum(idle) if per and all(i is not None for i in idle) else None,
+        wall < 1.0,
+    )
+
+
+def _env_int(name: str) -> int | None:
+    v = os.environ.get(name, "")
+    return int(v) if v.isdigit() else None
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {"openrs": __version__}
+    for dist in ("nvidia-ml-py",):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def open_monitor(run_dir, *, kind: str, gpu_indices=None, backend=None, interval_s: float = 1.0,
+                 heartbeat_s: float = HEARTBEAT_S, clock=None, thread: bool = True) -> Monitor:
+    """The node's sampler for a run: covers every allocated GPU (gpu_indices, else CUDA_VISIBLE_DEVICES, else all).
+
+    backend: None/"auto" (NVML if it initialises, else null with one warning), "pynvml", "null", "fake:<json>",
+    or a backend object. Never raises because of a missing GPU or driver.
+    """
+    be = select_backend(gpu_indices, backend, host=host_name(), clock=clock)
+    return Monitor(run_dir, kind=kind, backend=be, clock=clock, interval_s=interval_s, heartbeat_s=heartbeat_s,
+                   thread=thread)
+
+
+def attach_monitor(run_dir, *, kind: str = "train", gpu_indices=None, backend=None, clock=None) -> Monitor:
+    """Windows for one training rank (its own GPU: LOCAL_RANK within the allocation), no sampling thread.
+
+    The launcher-side `open_monitor` sampler covers all GPUs; this one only records phase windows into the same
+    ledger, so GPU-hours are never counted twice.
+    """
+    if gpu_indices is None and _env_int("LOCAL_RANK") is not None:
+        lr = _env_int("LOCAL_RANK")
+        alloc = allocated_indices(None)
+        gpu_indices = [alloc[lr]] if alloc and lr < len(alloc) else [lr]
+    be = select_backend(gpu_indices, backend, host=host_name(), clock=clock)
+    if getattr(be, "name", "") == "null" and allocated_indices(None) is None:
+        be = NullBackend([])  # no NVML and no CUDA_VISIBLE_DEVICES: a CPU rank has no GPU to name
+    return Monitor(run_dir, kind=kind, backend=be, clock=clock, sample=False, thread=False, role="worker")
