@@ -1,13 +1,168 @@
-"""`openrs eval` (not landed yet: issue #6)."""
+"""`openrs eval`: evaluate a model on the paper's math tasks; `eval score` re-grades; `eval compare` diffs two runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="(not available yet: issue #6) Evaluate models on AIME24, AMC23, MATH-500, Minerva, "
-                  "OlympiadBench.", invoke_without_command=True)
+from openrs_cli.commands._console import console, escape
+
+app = typer.Typer(
+    help="Evaluate a model on AIME24, AMC23, MATH-500, Minerva and OlympiadBench the way the paper did "
+    "(lighteval extractive match, temperature 0.6, top_p 0.95); re-grade saved completions; compare two runs.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+TASKS_HELP = "Comma-separated tasks: aime24, amc23, math_500, minerva, olympiadbench, or 'all'."
 
 
 @app.callback()
-def main() -> None:
-    from openrs_cli.errors import OpenrsError
+def main(
+    ctx: typer.Context,
+    model: str = typer.Option(None, "--model", "-m", help="Model dir, hub id, .gguf file, or openrs-tiny."),
+    tasks: str = typer.Option("aime24,amc23,math_500,minerva,olympiadbench", "--tasks", "-t", help=TASKS_HELP),
+    samples: int = typer.Option(1, "--samples", "-k", help="Samples per problem (the paper: 1). Use 16+ for "
+                                "aime24/amc23: with 30-40 problems one sample is +-8 points of noise."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N problems of each task."),
+    max_new_tokens: int = typer.Option(32768, "--max-new-tokens", help="Generation budget per sample."),
+    temperature: float = typer.Option(0.6, "--temperature", help="0 = greedy."),
+    top_p: float = typer.Option(0.95, "--top-p"),
+    seed: int = typer.Option(1234, "--seed"),
+    backend: str = typer.Option("auto", "--backend", help="auto (vLLM with a GPU, else transformers), "
+                                "transformers, vllm."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Sequences per generation batch (and per "
+                                   "resume checkpoint)."),
+    data: str = typer.Option("bundled", "--data", help="bundled (sha256-checked copies), hub (the paper's "
+                             "datasets), or a JSONL file / dir of <task>.jsonl."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output dir (default evals/<model>[@rev]/<tasks>)."),
+    revision: str = typer.Option(None, "--revision", help="Model revision (hub models)."),
+    label: str = typer.Option(None, "--label", help="Name shown in reports."),
+    engine: str = typer.Option("openrs", "--engine", help="openrs, or lighteval (optional extra, own env)."),
+    data_parallel: int = typer.Option(None, "--data-parallel", help="vLLM engines (one per GPU; default all)."),
+    no_cost: bool = typer.Option(False, "--no-cost", help="Do not record a cost ledger."),
+    as_json: bool = typer.Option(False, "--json", help="Print results.json to stdout."),
+) -> None:
+    """Run `openrs eval --model M --tasks aime24,amc23`; reruns of the same command resume."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not model:
+        from openrs_cli.errors import OpenrsError
 
-    raise OpenrsError("openrs eval has not landed yet (issue #6)")
+        raise OpenrsError("openrs eval needs --model (a model dir, hub id, .gguf file or openrs-tiny); "
+                          "see `openrs eval --help`")
+    from openrs_cli.evaluate.runner import EvalConfig, run_eval
+
+    cfg = EvalConfig(model=model, tasks=tasks, revision=revision, label=label, samples=samples, limit=limit,
+                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                     backend=backend, batch_size=batch_size, data=data, out_dir=str(out) if out else None,
+                     cost=not no_cost, engine=engine, data_parallel=data_parallel)
+    with _progress("generating") as update:
+        res = run_eval(cfg, on_progress=update)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    _print_table(res["tasks"], res["average"], title=f"{res['label']} ({res['backend']})")
+    console.print(f"wrote {escape(res['out_dir'])}/results.json and generations.jsonl "
+                  f"({res['wall_time_s']:.1f} s)", highlight=False)
+
+
+@app.command("score")
+def score(
+    file: Path = typer.Argument(..., help="generations.jsonl, or any JSONL of {id, completion, sample?}."),
+    task: str = typer.Option(None, "--task", help="Force the task (default: from each record or its id)."),
+    data: str = typer.Option("bundled", "--data", help="Where gold answers come from (as for eval)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output with a pass@1 key per task."),
+) -> None:
+    """Re-grade saved completions with the paper's grader, without any model."""
+    from openrs_cli.evaluate.scoring import score_file
+
+    with _progress("grading", quiet=as_json) as update:
+        res = score_file(file, task=task, data=data,
+                         on_progress=lambda d, t: update({"done": d, "total": t}))
+    res.pop("graded")
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    _print_table(res["tasks"], res["average"], title=str(file))
+
+
+@app.command("compare")
+def compare(
+    a: Path = typer.Argument(..., help="results.json (or its dir) of run A."),
+    b: Path = typer.Argument(..., help="results.json (or its dir) of run B."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Paired bootstrap over the problems both runs share: A - B per task with its 95% CI."""
+    from openrs_cli.evaluate.scoring import compare_results
+    from openrs_cli.evaluate.store import load_results
+
+    ra, rb = load_results(a), load_results(b)
+    res = compare_results(ra, rb)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"A = {escape(str(ra.get('label')))}   B = {escape(str(rb.get('label')))}")
+    for col in ("task", "problems", "A pass@1", "B pass@1", "A - B", "95% CI", "p", "verdict"):
+        t.add_column(col, justify="left" if col in ("task", "verdict") else "right")
+    for name, r in res.items():
+        verdict = "inside noise" if r["inside_noise"] else ("A better" if r["diff"] > 0 else "B better")
+        t.add_row(name, str(r["n"]), _pct(r["a"]), _pct(r["b"]), f"{100 * r['diff']:+.1f}",
+                  f"[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]", f"{r['p_value']:.3f}", verdict)
+    console.print(t)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _print_table(tasks: dict, average: dict, title: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=escape(title))
+    for col in ("task", "problems", "k", "pass@1", "95% CI", "stderr", "maj@k", "pass@k"):
+        t.add_column(col, justify="left" if col in ("task", "pass@k") else "right")
+    for name, r in tasks.items():
+        ci = r.get("ci95")
+        pk = " ".join(f"@{k}:{100 * v:.1f}" for k, v in r["pass@k"].items() if k != "1")
+        t.add_row(name, str(r["n_problems"]), str(r["samples"]), _pct(r["pass@1"]),
+                  f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "-", _pct(r.get("stderr")), _pct(r.get("maj@k")),
+                  pk or "-")
+    t.add_row("average", "", "", _pct(average.get("pass@1")), "", "", "", "", style="bold")
+    console.print(t)
+
+
+class _progress:
+    """Rich progress on a terminal (problems done / total, samples/s, running accuracy); silent otherwise."""
+
+    def __init__(self, what: str, quiet: bool = False):
+        self.what, self.on = what, (not quiet) and sys.stderr.isatty()
+        self.p = self.task = None
+
+    def __enter__(self):
+        if not self.on:
+            return lambda ev: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                          TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self.p.start()
+        self.task = self.p.add_task(self.what, total=None, info="")
+
+        def update(ev: dict) -> None:
+            info = ""
+            if "samples_per_s" in ev:
+                info = f"{ev['samples_per_s']:.2f} samples/s  acc {100 * ev['accuracy']:.1f}%"
+            self.p.update(self.task, completed=ev.get("done", 0), total=ev.get("total"), info=info)
+
+        return update
+
+    def __exit__(self, *exc):
+        if self.p is not None:
+            self.p.stop()

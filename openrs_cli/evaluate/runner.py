@@ -1,0 +1,234 @@
+"""`run_eval`: generate k samples per problem, grade them as they finish, append them, and write results.json.
+
+Work is (task, problem, sample) triples; those already in generations.jsonl are skipped, the rest go to the
+backend in batches of `batch_size` sequences, each batch graded and appended (fsync) before the next, so a
+kill loses at most the batch in flight and a rerun continues without duplicates.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from openrs_cli.errors import OpenrsError
+from openrs_cli.evaluate import metrics, store
+from openrs_cli.evaluate.generation import Sampling, default_batch_size, make_backend, pick_backend, unit_seed
+from openrs_cli.evaluate.scoring import grade_pairs, task_results
+from openrs_cli.evaluate.tasks import TaskData, load_task, parse_tasks
+from openrs_cli.schema import header
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    tasks: str = "aime24,amc23,math_500,minerva,olympiadbench"
+    revision: str | None = None
+    label: str | None = None
+    samples: int = 1
+    limit: int | None = None
+    max_new_tokens: int = 32768
+    temperature: float = 0.6
+    top_p: float = 0.95
+    seed: int = 1234
+    backend: str = "auto"
+    batch_size: int | None = None
+    data: str = "bundled"
+    out_dir: str | None = None
+    cost: bool = True
+    engine: str = "openrs"
+    data_parallel: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("math-verify", "transformers", "torch", "vllm"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _open_cost(out_dir: Path, enabled: bool):
+    """The contract-3 monitor when the cost package exists and --no-cost is not given; never fails the eval."""
+    if not enabled:
+        return None
+    try:
+        from openrs_cli.cost import open_monitor
+    except ImportError:
+        return None
+    try:
+        return open_monitor(out_dir, kind="eval")
+    except Exception:  # monitoring must never break the run it measures
+        return None
+
+
+def _ledger_path(out_dir: Path) -> str | None:
+    found = sorted((out_dir / "cost").glob("ledger-*.jsonl")) if (out_dir / "cost").is_dir() else []
+    if not found:
+        return None
+    mine = [p for p in found if p.name == f"ledger-{socket.gethostname()}.jsonl"]
+    return str((mine or found)[0])
+
+
+def pending_work(datas: list[TaskData], samples: int, done: set[tuple[str, str, int]]) -> list[tuple]:
+    """(TaskData, Problem, sample index) triples not yet in generations.jsonl, in task/problem/sample order."""
+    return [(td, p, s) for td in datas for p in td.problems for s in range(samples)
+            if (td.task.name, p.id, s) not in done]
+
+
+def batches(work: list[tuple], size: int) -> list[list[tuple]]:
+    return [work[i:i + size] for i in range(0, len(work), size)]
+
+
+def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Run (or resume) an eval and return the results dict written to <out_dir>/results.json."""
+    if cfg.samples < 1:
+        raise OpenrsError(f"--samples must be >= 1 (got {cfg.samples})")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise OpenrsError(f"--limit must be >= 1 (got {cfg.limit})")
+    specs = parse_tasks(cfg.tasks)
+    datas = [load_task(t, cfg.data, cfg.limit) for t in specs]
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else store.default_out_dir(cfg.model, cfg.revision,
+                                                                             [t.name for t in specs])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = {k: getattr(cfg, k) for k in store.RESUME_KEYS}
+    store.check_run_spec(out_dir, spec)
+    if cfg.engine == "lighteval":
+        from openrs_cli.evaluate.lighteval_engine import run_lighteval
+
+        return run_lighteval(cfg, datas, out_dir)
+    if cfg.engine != "openrs":
+        raise OpenrsError(f"unknown engine '{cfg.engine}'; valid: openrs, lighteval")
+
+    gen_path = out_dir / store.GENERATIONS
+    existing, _bad = store.read_generations(gen_path)
+    done = {(r.get("task"), str(r["id"]), int(r.get("sample", 0) or 0)) for r in existing}
+    work = pending_work(datas, cfg.samples, done)
+    total = sum(len(td.problems) for td in datas) * cfg.samples
+    sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
+    t0 = time.time()
+    backend_name = pick_backend(cfg.backend) if work else (existing[0].get("backend") if existing else cfg.backend)
+    monitor = _open_cost(out_dir, cfg.cost) if work else None
+    stats = {"done": total - len(work), "total": total, "correct": 0, "graded": 0, "new": 0}
+    try:
+        if work:
+            _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress)
+    finally:
+        if monitor is not None:
+            try:
+                monitor.close()
+            except Exception:
+                pass
+    records, _ = store.read_generations(gen_path)
+    wanted = {(td.task.name, p.id) for td in datas for p in td.problems}
+    records = [r for r in records if (r.get("task"), str(r["id"])) in wanted and int(r.get("sample", 0)) < cfg.samples]
+    tasks = task_results(records, seed=cfg.seed)
+    for td in datas:
+        if td.task.name in tasks:
+            tasks[td.task.name]["data_sha256"] = td.sha256
+            tasks[td.task.name]["data_source"] = td.source
+    results = {
+        **header("results"),
+        "model": cfg.model,
+        "revision": cfg.revision,
+        "label": cfg.label or Path(cfg.model).name,
+        "backend": backend_name,
+        "engine": cfg.engine,
+        "sampling": {"samples": cfg.samples, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                     "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit, "data": cfg.data},
+        "tasks": tasks,
+        "average": metrics.average(tasks),
+        "versions": _versions(),
+        "wall_time_s": round(time.time() - t0, 3),
+        "cost_ledger": _ledger_path(out_dir),
+        "out_dir": str(out_dir),
+        "generations": str(gen_path),
+    }
+    store.write_json_atomic(out_dir / store.RESULTS, results)
+    return results
+
+
+def _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress) -> None:
+    be = make_backend(cfg.backend, cfg.model, cfg.revision, sampling,
+                      **({"data_parallel": cfg.data_parallel} if cfg.data_parallel else {}))
+    try:
+        size = cfg.batch_size or default_batch_size(be.name)
+        rendered: dict[tuple[str, str], str] = {}
+        with store.GenerationWriter(gen_path) as writer:
+            for batch in batches(work, size):
+                # Units: consecutive samples of one problem share a prompt (and vLLM's n).
+                units: list[tuple] = []
+                for td, p, s in batch:
+                    if units and units[-1][0] is td and units[-1][1].id == p.id:
+                        units[-1][2].append(s)
+                    else:
+                        units.append((td, p, [s]))
+                texts = []
+                for td, p, _ in units:
+                    key = (td.task.name, p.id)
+                    if key not in rendered:
+                        from openrs_cli.evaluate.tasks import build_messages
+
+                        rendered[key] = be.render(build_messages(p.problem))
+                    texts.append(rendered[key])
+                seeds = [unit_seed(cfg.seed, f"{td.task.name}/{p.id}/{ss[0]}") for td, p, ss in units]
+                if monitor is not None:
+                    _safe(monitor.begin_window, "generate")
+                comps = be.generate(texts, [len(ss) for _, _, ss in units], seeds, sampling)
+                if monitor is not None:
+                    _safe(monitor.end_window, "generate")
+                records = _grade_batch(units, comps, texts, seeds, be.name, cfg)
+                writer.write_batch(records)
+                stats["done"] += len(records)
+                stats["new"] += len(records)
+                stats["graded"] += len(records)
+                stats["correct"] += sum(r["correct"] for r in records)
+                if on_progress:
+                    el = time.time() - t0
+                    on_progress({**stats, "samples_per_s": stats["new"] / el if el > 0 else 0.0,
+                                 "accuracy": stats["correct"] / stats["graded"] if stats["graded"] else 0.0})
+    finally:
+        be.close()
+
+
+def _safe(fn, *args):
+    try:
+        return fn(*args)
+    except Exception:
+        return None
+
+
+def _grade_batch(units, comps, texts, seeds, backend, cfg) -> list[dict]:
+    """Grade one batch per task and build its generation records."""
+    flat = [(td, p, s, c, text, seed) for (td, p, ss), cs, text, seed in zip(units, comps, texts, seeds)
+            for s, c in zip(ss, cs)]
+    by_task: dict[str, list[int]] = {}
+    for i, (td, *_rest) in enumerate(flat):
+        by_task.setdefault(td.task.name, []).append(i)
+    verdicts = [None] * len(flat)
+    for idx in by_task.values():
+        spec = flat[idx[0]][0].task
+        res = grade_pairs(spec, [(flat[i][3].text, flat[i][1].gold) for i in idx])
+        for i, g in zip(idx, res):
+            verdicts[i] = g
+    out = []
+    for (td, p, s, c, text, seed), g in zip(flat, verdicts):
+        out.append({
+            **header("generation"),
+            "task": td.task.name, "task_version": td.task.version, "id": p.id, "sample": s,
+            "prompt": text, "completion": c.text, "pred": g.pred, "gold": p.gold, "verdict": g.verdict.value,
+            "correct": g.correct, "n_tokens": c.n_tokens, "finish_reason": c.finish_reason, "seed": seed,
+            "model": cfg.model, "revision": cfg.revision, "backend": backend,
+        })
+    return out
+
+
+def config_dict(cfg: EvalConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,146 @@
+"""The on-disk layout of an eval: `generations.jsonl` (appended as samples finish) and `results.json`.
+
+Resume rules: a record is keyed by (task, id, sample); on reading, the first record of a key wins and later
+duplicates are ignored; a torn last line (the process was killed mid-write) is ignored and cut off before
+the next append, so a rerun never glues a new record onto a fragment. Each batch is flushed and fsynced
+before the next one starts, so a kill loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from openrs_cli.errors import RunDirError
+from openrs_cli.schema import check_schema
+
+GENERATIONS = "generations.jsonl"
+RESULTS = "results.json"
+RUN_SPEC = "eval-run.json"
+# Settings that must match for a rerun to resume into the same directory.
+RESUME_KEYS = ("model", "revision", "temperature", "top_p", "max_new_tokens", "seed", "data", "engine")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_") or "model"
+
+
+def default_out_dir(model: str, revision: str | None, task_names: list[str], root: str | Path = "evals") -> Path:
+    """evals/<model>[@revision]/<task+task> — one directory per (model, revision, task set)."""
+    name = Path(model).name if os.path.exists(model) else model
+    tag = slug(name) + (f"@{slug(revision)}" if revision else "")
+    return Path(root) / tag / "+".join(sorted(task_names))
+
+
+def read_generations(path: Path) -> tuple[list[dict], int]:
+    """Records of a generations file (first of each key wins) and the number of unreadable lines skipped."""
+    if not path.exists():
+        return [], 0
+    seen: set[tuple] = set()
+    out, bad = [], 0
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            bad += i < len(lines) - 1  # a torn last line is expected after a kill; count others
+            continue
+        if not isinstance(rec, dict) or "id" not in rec:
+            bad += 1
+            continue
+        key = (rec.get("task"), str(rec["id"]), int(rec.get("sample", 0) or 0))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(rec)
+    return out, bad
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Remove a partial last line (no trailing newline) left by a killed writer."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
+
+
+class GenerationWriter:
+    """Appends records to generations.jsonl, one fsync per batch."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _cut_torn_tail(path)
+        self._f = open(path, "a", encoding="utf-8")
+
+    def write_batch(self, records: list[dict]) -> None:
+        if not records:
+            return
+        self._f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write JSON to a temp file in the same directory, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_run_spec(out_dir: Path, spec: dict) -> None:
+    """Refuse to resume into a directory made with other settings; record the settings on first use."""
+    p = out_dir / RUN_SPEC
+    if p.exists():
+        old = json.loads(p.read_text())
+        for k in RESUME_KEYS:
+            if old.get(k) != spec.get(k):
+                raise RunDirError(
+                    f"{out_dir} holds an eval made with {k}={old.get(k)!r} (now {spec.get(k)!r}); "
+                    f"rerun with the same setting or pass another --out"
+                )
+    else:
+        write_json_atomic(p, spec)
+
+
+def load_results(path: str | Path) -> dict:
+    """A results.json (or a directory holding one), schema-checked."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULTS
+    if not p.is_file():
+        raise RunDirError(f"{path}: no results.json there; pass an eval output dir or its results.json")
+    try:
+        rec = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{p}: not valid JSON ({e.msg}); was it written by openrs eval?") from None
+    check_schema(rec, "results", str(p))
+    return rec
