@@ -1,0 +1,504 @@
+"""Answer grading on math-verify, shared by the GRPO rewards and the evaluator.
+
+`grade(completion, gold, cfg)` extracts the answer from a completion and the gold from an answer or a full
+solution, compares them with math-verify at `cfg.precision`, and says which of correct / wrong /
+unparseable-gold / unparseable-answer / timed-out it is. It never raises on bad input.
+
+Time limit. math-verify's own timeouts use `signal.alarm`, which only works in the main thread (0.9 raises
+elsewhere, 0.5.2 silently returns wrong answers), and a signal cannot interrupt a long C call (sympy big-int
+arithmetic on `10^{10^{10^{10}}}`). So every parse/verify runs in a persistent worker *process* (a fresh
+interpreter started with `subprocess`, so it works from threads, thread pools, forked and daemonic pool
+workers alike) with math-verify's timeouts disabled. Inside the worker an interval timer stops a call after
+`cfg.timeout_s` (TIMEOUT); if the worker does not answer within `timeout_s + 1 s` it is killed and replaced.
+The gold gets its own `timeout_s` budget (math-verify's behaviour: a gold that times out is unparseable).
+
+Speed. `grade_many` groups pairs by gold so each gold is parsed once per worker (LRU cache), streams results
+back per completion, and adds a worker when every worker is stuck on a slow item, so a batch with a few
+pathological completions still finishes in about one time limit. Before the symbolic comparison it checks
+whether the extracted answer and gold strings are identical: math-verify's `verify` compares every
+(gold, pred) pair and its string-string pair is plain equality, so that shortcut can never change a verdict.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any, Literal
+
+
+class Verdict(str, Enum):
+    CORRECT = "correct"
+    WRONG = "wrong"
+    GOLD_UNPARSEABLE = "unparseable_gold"
+    ANSWER_UNPARSEABLE = "unparseable_answer"
+    TIMEOUT = "timed_out"
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    verdict: Verdict
+    pred: str | None  # extracted answer as written in the completion (truncated to 500 chars)
+    gold: str | None  # extracted gold as written
+
+    @property
+    def correct(self) -> bool:
+        return self.verdict is Verdict.CORRECT
+
+
+@dataclass(frozen=True)
+class GraderConfig:
+    """How to extract and compare. Targets name math-verify extraction configs: "latex" / "expr"."""
+
+    gold_kind: Literal["latex", "expr", "latex+expr"] = "latex"
+    gold_mode: Literal["first_match", "any_match"] = "any_match"
+    gold_fallback_raw: bool = False  # lighteval: an unparseable gold is compared as a raw string
+    pred_targets: tuple[str, ...] = ("expr", "latex")
+    pred_boxed_first: bool = True  # LatexExtractionConfig(boxed_match_priority=0) instead of 50
+    pred_anchor_free: bool = True  # try_extract_without_anchor
+    pred_normalization: tuple[tuple[str, Any], ...] | None = None  # NormalizationConfig kwargs; None = default
+    pred_mode: Literal["first_match", "any_match"] = "any_match"
+    precision: int = 6  # verify(float_rounding=...)
+    timeout_s: float = 5.0
+    gold_first: bool = True  # verify(gold, pred); open-rs called verify(pred, gold)
+
+
+# lighteval's extractive match as the paper's eval ran it: pred = expr + latex(boxed first), any match,
+# precision 5, 5 s; gold extracted as expr (aime24, amc23) or latex (math_500, minerva, olympiadbench).
+EVAL_EXPR_GOLD = GraderConfig(gold_kind="expr", gold_fallback_raw=True, precision=5, timeout_s=5.0)
+EVAL_LATEX_GOLD = replace(EVAL_EXPR_GOLD, gold_kind="latex")
+# open-rs `accuracy_reward`: gold LatexExtractionConfig() first_match; pred latex only, boxed first, anchor
+# required, nits/malformed_operators off, equations on; verify(pred, gold), precision 6; 3 s (math-verify 0.5.2).
+_PAPER_NORM = (("basic_latex", True), ("units", True), ("malformed_operators", False), ("nits", False),
+               ("boxed", "all"), ("equations", True))
+PAPER_REWARD = GraderConfig(gold_kind="latex", gold_mode="first_match", pred_targets=("latex",),
+                            pred_anchor_free=False, pred_normalization=_PAPER_NORM, pred_mode="first_match",
+                            precision=6, timeout_s=3.0, gold_first=False)
+# open-rs `cosine_scaled_reward` parsed with boxed=True: not a latex2sympy value, so \boxed is only stripped
+# in math-verify's plain-boxed group. Kept on purpose to reproduce the paper.
+PAPER_COSINE = replace(PAPER_REWARD, pred_normalization=tuple(
+    (k, True if k == "boxed" else v) for k, v in _PAPER_NORM))
+# Our own reward grading: gold from an answer (expr+latex) or a solution, correct verify order.
+FIXED_REWARD = GraderConfig(gold_kind="latex+expr", gold_mode="first_match", pred_targets=("latex", "expr"),
+                            pred_anchor_free=False, precision=6, timeout_s=3.0)
+
+_KILL_GRACE_S = 1.0
+_START_S = 120.0  # a worker that has not imported math-verify by then is replaced
+_CAP = 500
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last balanced \\boxed{...} in text (None if there is none)."""
+    if not isinstance(text, str):
+        return None
+    end = len(text)
+    while True:
+        start = text.rfind("\\boxed{", 0, end)
+        if start < 0:
+            return None
+        depth, i = 1, start + 7
+        while i < len(text):
+            ch = text[i]
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start + 7:i]
+            i += 1
+        end = start  # unclosed: try the previous one
+
+
+def grade(completion: str, gold: str, cfg: GraderConfig = EVAL_LATEX_GOLD) -> GradeResult:
+    """Grade one completion against one gold, within cfg.timeout_s (+1 s hard kill). Thread-safe."""
+    return grade_many([(completion, gold)], cfg, workers=1)[0]
+
+
+def gold_parses(gold: str, cfg: GraderConfig = EVAL_LATEX_GOLD) -> bool:
+    """True if math-verify extracts a gold from `gold` under cfg (within the time limit)."""
+    cfg = replace(cfg, gold_fallback_raw=False)
+    return _pool().run([("gold", cfg, _as_text(gold), [""])], 1)[0][0] is not None
+
+
+def grade_many(pairs: Sequence[tuple[str, str]], cfg: GraderConfig = EVAL_LATEX_GOLD,
+               workers: int | None = None) -> list[GradeResult]:
+    """Grade (completion, gold) pairs in worker processes; same results as grade() one by one, in order."""
+    groups: dict[str, list[int]] = {}
+    for i, (_, g) in enumerate(pairs):
+        groups.setdefault(_as_text(g), []).append(i)
+    tasks, index = [], []
+    for g, idxs in groups.items():
+        for k in range(0, len(idxs), 8):  # small tasks keep the workers balanced
+            chunk = idxs[k:k + 8]
+            tasks.append(("grade", cfg, g, [_as_text(pairs[i][0]) for i in chunk]))
+            index.append(chunk)
+    out: list[GradeResult | None] = [None] * len(pairs)
+    for chunk, results in zip(index, _pool().run(tasks, workers or default_workers())):
+        for i, r in zip(chunk, results):
+            out[i] = r
+    return out  # type: ignore[return-value]
+
+
+def default_workers() -> int:
+    """Worker processes for grade_many: OPENRS_GRADING_WORKERS, else the usable CPUs (at most 8)."""
+    env = os.environ.get("OPENRS_GRADING_WORKERS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+def _as_text(x: object) -> str:
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bytes):
+        return x.decode("utf-8", "replace")
+    return "" if x is None else str(x)
+
+
+# ----------------------------------------------------------------------------------------- worker side
+
+class _Deadline(BaseException):  # BaseException: math-verify's `except Exception` must not swallow it
+    pass
+
+
+def _mv_targets(kind_list: Sequence[str], *, boxed_first: bool, anchor_free: bool, norm) -> list:
+    from latex2sympy2_extended import NormalizationConfig
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+    out = []
+    for kind in kind_list:
+        if kind == "expr":
+            out.append(ExprExtractionConfig(try_extract_without_anchor=anchor_free))
+        else:
+            kw: dict[str, Any] = {"boxed_match_priority": 0 if boxed_first else 50,
+                                  "try_extract_without_anchor": anchor_free}
+            if norm is not None:
+                kw["normalization_config"] = NormalizationConfig(**dict(norm))
+            out.append(LatexExtractionConfig(**kw))
+    return out
+
+
+_TARGETS: dict = {}
+_GOLD_CACHE: OrderedDict = OrderedDict()
+
+
+def _targets(cfg: GraderConfig) -> tuple[list, list]:
+    if cfg not in _TARGETS:
+        gold = _mv_targets(cfg.gold_kind.split("+"), boxed_first=False, anchor_free=True, norm=None)
+        pred = _mv_targets(cfg.pred_targets, boxed_first=cfg.pred_boxed_first, anchor_free=cfg.pred_anchor_free,
+                           norm=cfg.pred_normalization)
+        _TARGETS[cfg] = (gold, pred)
+    return _TARGETS[cfg]
+
+
+def _limited(fn, seconds: float):
+    import signal
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        return fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _parsed_gold(gold: str, cfg: GraderConfig) -> list:
+    """math-verify parse of the gold (cached per worker); [] when unparseable or timed out."""
+    from math_verify import parse
+    key = (gold, cfg.gold_kind, cfg.gold_mode, cfg.gold_fallback_raw, cfg.timeout_s)
+    if key in _GOLD_CACHE:
+        _GOLD_CACHE.move_to_end(key)
+        return _GOLD_CACHE[key]
+    try:
+        parsed = _limited(lambda: parse(gold, _targets(cfg)[0], extraction_mode=cfg.gold_mode,
+                                        parsing_timeout=None), cfg.timeout_s)
+    except _Deadline:
+        parsed = []
+    if not parsed and cfg.gold_fallback_raw and gold.strip():
+        parsed = [gold]  # lighteval compares an unextractable gold as a string
+    _GOLD_CACHE[key] = parsed
+    if len(_GOLD_CACHE) > 4096:
+        _GOLD_CACHE.popitem(last=False)
+    return parsed
+
+
+def _shown(parsed: list) -> str | None:
+    s = next((x for x in reversed(parsed) if isinstance(x, str)), None)
+    if s is None and parsed:
+        s = str(parsed[0])
+    return None if s is None else s[:_CAP]
+
+
+def _grade_one(completion: str, gold: str, cfg: GraderConfig) -> GradeResult:
+    from math_verify import parse, verify
+    gparsed = _parsed_gold(gold, cfg)
+    gshown = _shown(gparsed)
+    if not gparsed or (cfg.gold_fallback_raw and gparsed == [gold] and not gold.strip()):
+        return GradeResult(Verdict.GOLD_UNPARSEABLE, None, None)
+    raw_gold = gparsed == [gold] and cfg.gold_fallback_raw
+    try:
+        pred = _limited(lambda: parse(completion, _targets(cfg)[1], extraction_mode=cfg.pred_mode,
+                                      parsing_timeout=None), cfg.timeout_s)
+    except _Deadline:
+        return GradeResult(Verdict.TIMEOUT, None, gshown)
+    except Exception:  # noqa: BLE001 - math-verify already swallows almost everything; never raise
+        pred = []
+    if not pred:
+        return GradeResult(Verdict.ANSWER_UNPARSEABLE, None, gshown)
+    shown = _shown(pred)
+    # Shortcut: verify() tries every (gold, pred) pair and a str/str pair is equal iff the stripped strings
+    # are equal and non-empty, so identical extracted strings make verify() True whatever else it does.
+    gstr = {x.strip() for x in gparsed if isinstance(x, str)} - {""}
+    if any(isinstance(x, str) and x.strip() in gstr for x in pred):
+        return GradeResult(Verdict.CORRECT, shown, gshown)
+    if raw_gold and not any(isinstance(x, str) for x in pred):
+        return GradeResult(Verdict.GOLD_UNPARSEABLE, shown, None)
+    a, b = (gparsed, pred) if cfg.gold_first else (pred, gparsed)
+    try:
+        ok = _limited(lambda: verify(a, b, float_rounding=cfg.precision, timeout_seconds=None), cfg.timeout_s)
+    except _Deadline:
+        return GradeResult(Verdict.TIMEOUT, shown, gshown)
+    except Exception:  # noqa: BLE001
+        ok = False
+    if ok:
+        return GradeResult(Verdict.CORRECT, shown, gshown)
+    return GradeResult(Verdict.GOLD_UNPARSEABLE if raw_gold else Verdict.WRONG, shown, None if raw_gold else gshown)
+
+
+def _send(fd: int, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(struct.pack("!I", len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _worker_main(rfd: int, wfd: int) -> None:
+    """Loop of a grading worker process: read tasks, answer one message per completion."""
+    import logging
+    import signal
+    import warnings
+    logging.disable(logging.CRITICAL)  # math-verify logs each timeout with the whole (maybe 200 KB) input
+    warnings.filterwarnings("ignore")
+    try:
+        import resource
+        mb = int(os.environ.get("OPENRS_GRADING_MAX_MEM_MB", "4096"))
+        resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))  # huge powers: MemoryError, not OOM
+    except (ImportError, ValueError, OSError):
+        pass
+    sys.setrecursionlimit(20000)
+    import math_verify  # noqa: F401  warm the import before saying ready
+
+    def on_alarm(signum, frame):
+        raise _Deadline
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    _send(wfd, "ready")
+    while True:
+        head = _read_exact(rfd, 4)
+        if head is None:
+            return
+        body = _read_exact(rfd, struct.unpack("!I", head)[0])
+        if body is None:
+            return
+        op, cfg, gold, completions = pickle.loads(body)
+        for c in completions:
+            try:
+                if op == "gold":
+                    res = _shown(_parsed_gold(gold, cfg)) if _parsed_gold(gold, cfg) else None
+                else:
+                    res = _grade_one(c, gold, cfg)
+            except (_Deadline, Exception):  # noqa: BLE001 - a late alarm or a bug: never kill the loop
+                res = None if op == "gold" else GradeResult(Verdict.ANSWER_UNPARSEABLE, None, None)
+            _send(wfd, res)
+
+
+# ----------------------------------------------------------------------------------------- parent side
+
+class _Worker:
+    def __init__(self) -> None:
+        c_r, p_w = os.pipe()
+        p_r, c_w = os.pipe()
+        code = "import sys; from openrs_cli.grading import _worker_main; _worker_main(int(sys.argv[1]), int(sys.argv[2]))"
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(c_r), str(c_w)], pass_fds=(c_r, c_w),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        os.close(c_r)
+        os.close(c_w)
+        self.wfd, self.rfd = p_w, p_r
+        self.buf = bytearray()
+        self.ready = False
+        self.task: int | None = None  # index of the task in flight
+        self.offset = 0  # its first completion sent to this worker
+        self.done = 0  # completions of that task answered so far
+        self.since = 0.0  # when the current completion started
+        self.dead = False
+        self.born = time.monotonic()
+
+    def messages(self) -> list | None:
+        """Read what is available; None when the worker died."""
+        try:
+            chunk = os.read(self.rfd, 1 << 20)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return None
+        self.buf += chunk
+        out = []
+        while len(self.buf) >= 4:
+            n = struct.unpack("!I", self.buf[:4])[0]
+            if len(self.buf) < 4 + n:
+                break
+            out.append(pickle.loads(bytes(self.buf[4:4 + n])))
+            del self.buf[:4 + n]
+        return out
+
+    def kill(self) -> None:
+        for fd in (self.wfd, self.rfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+class _Pool:
+    """Persistent grading workers shared by all threads of one process."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.idle: list[_Worker] = []
+        self.total = 0
+
+    def _take(self, force: bool = False) -> _Worker | None:
+        with self.lock:
+            while self.idle:
+                w = self.idle.pop()
+                if w.proc.poll() is None:
+                    return w
+                self.total -= 1
+                w.kill()
+            if self.total >= 32 and not force:
+                return None
+            self.total += 1
+        return _Worker()
+
+    def _give(self, w: _Worker, ok: bool) -> None:
+        with self.lock:
+            if ok:
+                self.idle.append(w)
+                return
+            self.total -= 1
+        w.kill()
+
+    def run(self, tasks: list, nworkers: int) -> list[list]:
+        """Run tasks (op, cfg, gold, completions); one result per completion, in order."""
+        results: list[list] = [[] for _ in tasks]
+        pending = [(t, 0) for t in range(len(tasks))][::-1]  # (task, first completion not yet sent)
+        busy: list[_Worker] = []
+        startup_failures = 0
+        for _ in range(max(1, min(nworkers, len(tasks)))):
+            w = self._take(force=not busy)
+            if w:
+                busy.append(w)
+        try:
+            while pending or any(w.task is not None for w in busy):
+                now = time.monotonic()
+                for w in busy:
+                    if w.ready and w.task is None and pending:
+                        w.task, w.offset = pending.pop()
+                        w.done, w.since = 0, now
+                        op, cfg, gold, comps = tasks[w.task]
+                        try:
+                            _send(w.wfd, (op, cfg, gold, comps[w.offset:]))
+                        except OSError:  # died while idle: nothing was graded, hand the task to another
+                            pending.append((w.task, w.offset))
+                            w.task = None
+                            w.dead = True
+                # every worker stuck on a slow item while work waits: add one so the batch stays bounded
+                if pending and all(w.ready and w.task is not None and now - w.since > 0.5 for w in busy):
+                    w = self._take()
+                    if w:
+                        busy.append(w)
+                ready, _, _ = select.select([w.rfd for w in busy], [], [], 0.05)
+                now = time.monotonic()
+                for w in list(busy):
+                    msgs = None if w.dead else w.messages() if w.rfd in ready else []
+                    if not w.ready and (msgs is None or now - w.born > _START_S):
+                        startup_failures += 1
+                        if startup_failures >= 3:
+                            raise RuntimeError("grading worker processes fail to start: run `python -c "
+                                               "'import math_verify'` to see why")
+                    if msgs is None or (not w.ready and now - w.born > _START_S) or (w.task is not None and now - w.since > self._limit(tasks[w.task][1], w)):
+                        if w.task is not None:  # record the completion it hung or died on, requeue the rest
+                            op, _, _, comps = tasks[w.task]
+                            results[w.task].append(None if op == "gold" else GradeResult(
+                                Verdict.ANSWER_UNPARSEABLE if msgs is None else Verdict.TIMEOUT, None, None))
+                            if w.offset + w.done + 1 < len(comps):
+                                pending.append((w.task, w.offset + w.done + 1))
+                        busy.remove(w)
+                        self._give(w, ok=False)
+                        busy.append(self._take(force=True))
+                        continue
+                    for m in msgs:
+                        if m == "ready":
+                            w.ready = True
+                            continue
+                        results[w.task].append(m)
+                        w.done, w.since = w.done + 1, now
+                        if w.offset + w.done == len(tasks[w.task][3]):
+                            w.task = None
+        except BaseException:
+            for w in busy:
+                self._give(w, ok=False)
+            raise
+        for w in busy:
+            self._give(w, ok=True)
+        return results
+
+    @staticmethod
+    def _limit(cfg: GraderConfig, w: _Worker) -> float:
+        return cfg.timeout_s * (2 if w.done == 0 else 1) + _KILL_GRACE_S  # a task's first item parses the gold
+
+
+_POOL: _Pool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> _Pool:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL.pid != os.getpid():  # forked child: the parent's workers are not ours
+            _POOL = _Pool()
+        return _POOL
+
+
+@atexit.register
+def _shutdown() -> None:
+    if _POOL is not None and _POOL.pid == os.getpid():
+        for w in _POOL.idle:
+            w.kill()
