@@ -1,9 +1,126 @@
-"""`openrs train` (not landed yet: issue #5)."""
+"""`openrs train RECIPE [key=value ...]`: parse options, call openrs_cli.train.api.train, show progress."""
 
-HELP = "(not available yet: issue #5) Train a recipe with GRPO."
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from openrs_cli.commands._console import console, err_console, escape
+
+HELP = ("Train a recipe with GRPO (TRL) through accelerate: openrs train exp3 [key=value ...]. "
+        "Plan first with --dry-run (--gpus N plans for another machine).")
 
 
-def train(recipe: str) -> None:
-    from openrs_cli.errors import OpenrsError
+def _print_plan(result, recipe_yaml: str) -> None:
+    plan = result.plan
+    p = plan.placement
+    console.rule(f"recipe {plan.recipe_name} (resolved)")
+    console.print(escape(recipe_yaml), highlight=False, soft_wrap=True)
+    console.rule("placement")
+    console.print(f"mode: {p.mode}; GPUs: {p.gpus}; machines: {p.num_machines}; training processes: "
+                  f"{p.num_processes} ({p.processes_per_machine} per machine) on GPUs {list(p.train_gpus) or '-'}; "
+                  f"vLLM server GPUs: {list(p.vllm_gpus) or '-'}", highlight=False)
+    for note in p.notes:
+        console.print(f"note: {escape(note)}", highlight=False)
+    console.rule("commands")
+    for c in plan.commands:
+        console.print(escape(f"[{c.role}] {c.shell()}"), highlight=False, soft_wrap=True)
+    console.rule("GRPOConfig (exact keyword arguments)")
+    for k in sorted(plan.grpo):
+        console.print(f"{k} = {plan.grpo[k]!r}", highlight=False, soft_wrap=True)
+    console.print(f"run directory: {plan.run_dir}" + (f" (resume from {result.resumed_from})"
+                                                      if result.resumed_from else ""), highlight=False)
 
-    raise OpenrsError("openrs train has not landed yet (issue #5)")
+
+def _fmt(v, spec=".3g"):
+    return "-" if v is None else format(v, spec)
+
+
+def _line(rec: dict) -> str:
+    eta = rec.get("eta_s")
+    return (f"step {rec.get('step')}/{rec.get('max_steps', '?')}  reward {_fmt(rec.get('reward_mean'))}"
+            f" ± {_fmt(rec.get('reward_std'))}  len {_fmt(rec.get('completion_length_mean'))}"
+            f"  kl {_fmt(rec.get('kl'))}  step {_fmt(rec.get('step_time_s'))}s"
+            f" (gen {_fmt(rec.get('generation_time_s'))}s)  eta {'-' if eta is None else f'{eta:.0f}s'}")
+
+
+class _View:
+    """Rich live view on a terminal; plain lines otherwise."""
+
+    def __init__(self):
+        self.live = None
+        self.last = "starting…"
+        if console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self.last, console=console, refresh_per_second=4, transient=False)
+            self.live.start()
+
+    def __call__(self, kind: str, data: dict) -> None:
+        if kind == "metrics":
+            self.last = _line(data)
+            if self.live:
+                self.live.update(self.last)
+            else:
+                console.print(self.last, highlight=False)
+        elif kind == "started":
+            msg = f"started {data['role']} (log: {data['log']})"
+            console.print(msg, highlight=False) if not self.live else self.live.console.print(msg, highlight=False)
+        elif kind == "resume":
+            console.print(f"resuming from {data['checkpoint'] or 'step 0 (no complete checkpoint)'}", highlight=False)
+        elif kind == "error":
+            err_console.print(f"[red]{escape(data['message'])}[/]")
+
+    def stop(self) -> None:
+        if self.live:
+            self.live.stop()
+
+
+def train(
+    recipe: str = typer.Argument(..., help="Shipped recipe (exp1, exp2, exp3, qwen3-1.7b, tiny) or a YAML path"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key.sub=value overrides, e.g. optim.max_steps=50"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print recipe, placement, commands, GRPOConfig; start nothing"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run directory from its newest complete checkpoint"),
+    run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Run directory (default runs/<recipe name>)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory"),
+    gpus: Optional[int] = typer.Option(None, "--gpus", min=0, help="Plan for N GPUs per machine (another machine)"),
+    num_machines: int = typer.Option(1, "--num-machines", min=1, help="accelerate --num_machines"),
+    machine_rank: int = typer.Option(0, "--machine-rank", min=0, help="accelerate --machine_rank"),
+    main_process_ip: Optional[str] = typer.Option(None, "--main-process-ip", help="accelerate --main_process_ip"),
+    main_process_port: Optional[int] = typer.Option(None, "--main-process-port", help="accelerate --main_process_port"),
+    no_cost: bool = typer.Option(False, "--no-cost", help="Do not record the cost ledger"),
+    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON"),
+) -> None:
+    from openrs_cli.recipes import recipe_to_yaml
+    from openrs_cli.train.api import train as run_train
+    from openrs_cli.train.launch import MultiNode
+
+    mn = MultiNode(num_machines, machine_rank, main_process_ip, main_process_port)
+    if dry_run:
+        result = run_train(recipe, overrides, run_dir=run_dir, resume=resume, dry_run=True, gpus=gpus,
+                           multinode=mn, cost=not no_cost)
+        if as_json:
+            typer.echo(json.dumps(result.plan.to_dict(), indent=2, default=str))
+        else:
+            from openrs_cli.recipes import load_recipe
+
+            _print_plan(result, recipe_to_yaml(load_recipe(result.plan.recipe_path if resume else recipe, overrides)))
+        return
+    view = _View()
+    try:
+        result = run_train(recipe, overrides, run_dir=run_dir, resume=resume, overwrite=overwrite, gpus=gpus,
+                           multinode=mn, cost=not no_cost, on_event=view)
+    finally:
+        view.stop()
+    for note in result.notes:
+        console.print(f"note: {escape(note)}", highlight=False)
+    if result.returncode != 0:
+        tail = result.log_path.read_text(errors="replace").splitlines()[-25:] if result.log_path.exists() else []
+        for line in tail:
+            err_console.print(escape(line), highlight=False)
+        err_console.print(f"[bold red]error:[/] training exited with code {result.returncode}; full log: "
+                          f"{escape(str(result.log_path))}; continue with --resume", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"done: {result.run_dir / 'final'} (metrics: {result.run_dir / 'metrics.jsonl'})", highlight=False)

@@ -1,0 +1,129 @@
+"""`openrs train` as one library call: resolve the recipe, plan the launch, prepare the run directory,
+run the plan with the cost sampler around it, and report progress through a callback (no printing here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openrs_cli.errors import OpenrsError, RunDirError
+from openrs_cli.recipes import load_recipe
+from openrs_cli.train import rundir
+from openrs_cli.train.launch import LaunchPlan, MultiNode, Runner, detect_gpus, plan_launch, popen_runner, run_plan
+
+VERSIONED = ("torch", "transformers", "trl", "accelerate", "deepspeed", "datasets", "vllm", "math-verify",
+             "nvidia-ml-py")
+
+
+@dataclass
+class TrainResult:
+    plan: LaunchPlan
+    returncode: int | None = None  # None for a dry run
+    resumed_from: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.plan.run_dir)
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "logs" / "train.log"
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in VERSIONED:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Path | None = None,
+          resume: bool = False, overwrite: bool = False, dry_run: bool = False, gpus: int | None = None,
+          multinode: MultiNode = MultiNode(), cost: bool = True, runner: Runner = popen_runner,
+          on_event: Callable[[str, dict], None] | None = None) -> TrainResult:
+    """Plan (and unless dry_run, run) a training run. Raises OpenrsError for bad input."""
+    emit = on_event or (lambda kind, data: None)
+    overrides = list(overrides or [])
+    if resume and overwrite:
+        raise OpenrsError("--resume and --overwrite contradict each other; pass one of them")
+    if resume:
+        base = load_recipe(recipe, overrides)
+        rd = Path(run_dir) if run_dir else rundir.default_run_dir(base)
+        if not rd.is_dir():
+            raise RunDirError(f"cannot resume: run directory {rd} does not exist; start it without --resume")
+        resolved = load_recipe(str(rd / "recipe.yaml"), overrides)
+    else:
+        resolved = load_recipe(recipe, overrides)
+        rd = Path(run_dir) if run_dir else rundir.default_run_dir(resolved)
+    if run_dir:
+        resolved = resolved.model_copy(update={"output": resolved.output.model_copy(update={"output_dir": str(rd)})})
+    detected = detect_gpus()
+    n_gpus = len(detected) if gpus is None else gpus
+    if gpus is not None and gpus > len(detected) and not dry_run:
+        raise OpenrsError(f"--gpus {gpus} but this machine has {len(detected)} GPU(s); --gpus plans for another "
+                          f"machine: use it with --dry-run")
+    resume_from = rundir.prepare_resume(rd) if resume else None
+    plan = plan_launch(resolved, rd, gpus=n_gpus, multinode=multinode, resume_from=resume_from,
+                       extra_env=None)
+    if not cost:
+        plan = _with_worker_flag(plan, "--no-cost")
+    from openrs_cli.train.config import check_against_trl
+
+    check_against_trl(plan.grpo)
+    result = TrainResult(plan, resumed_from=str(resume_from) if resume_from else None)
+    if dry_run:
+        return result
+
+    if resume:
+        step = rundir.checkpoint_step(resume_from) if resume_from else 0
+        for name in ("metrics.jsonl", "completions.jsonl"):
+            dropped = rundir.truncate_jsonl_after(rd / name, step)
+            if dropped:
+                result.notes.append(f"{dropped} {name} record(s) after step {step} moved to "
+                                    f"{name.replace('.jsonl', '.discarded.jsonl')} (those steps are redone)")
+        emit("resume", {"checkpoint": str(resume_from) if resume_from else None, "step": step})
+    else:
+        rundir.prepare_new(rd, resolved, overwrite=overwrite)
+    recipe_text = (rd / "recipe.yaml").read_bytes()
+    rundir.write_launch_json(rd, {
+        "recipe": resolved.name, "recipe_sha256": hashlib.sha256(recipe_text).hexdigest(),
+        "run_dir": str(rd), "resume_from": result.resumed_from, "gpus": detected, "versions": versions(),
+        **{k: v for k, v in plan.to_dict().items() if k not in ("run_dir", "recipe_name", "resume_from")},
+    })
+    monitor = None
+    if cost:
+        try:
+            from openrs_cli.cost import open_monitor
+
+            allocated = list(plan.placement.train_gpus + plan.placement.vllm_gpus) or None
+            monitor = open_monitor(rd, kind="train", gpu_indices=allocated)
+        except Exception as e:  # cost accounting must never stop training
+            result.notes.append(f"cost sampler disabled: {e}")
+    status = "error"
+    try:
+        result.returncode = run_plan(plan, runner=runner, on_event=emit)
+        status = "ok" if result.returncode == 0 else "error"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if monitor is not None:
+            monitor.close(status)
+    return result
+
+
+def _with_worker_flag(plan: LaunchPlan, flag: str) -> LaunchPlan:
+    from dataclasses import replace
+
+    cmds = tuple(replace(c, argv=c.argv + (flag,)) if c.role == "train" else c for c in plan.commands)
+    return replace(plan, commands=cmds)

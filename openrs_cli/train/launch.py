@@ -1,0 +1,293 @@
+"""The launcher: a pure plan (recipe + GPUs -> placement and the exact commands) and an injectable runner.
+
+`plan_launch` decides where things run, as the paper did: with 4 GPUs, 3 training ranks and TRL's vLLM server
+on the 4th; colocated vLLM when the recipe says so or only one GPU exists; on CPU one process and no vLLM. It
+returns the `accelerate launch ... -m openrs_cli.train.worker --recipe <run_dir>/recipe.yaml` command, the
+`trl vllm-serve` command (server mode, with its own CUDA_VISIBLE_DEVICES) and the exact GRPOConfig values.
+`run_plan` starts them through a runner (a function returning a Popen-like object), tails metrics.jsonl for
+the progress callback, and always stops the vLLM server it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from openrs_cli.errors import OpenrsError, RecipeError
+from openrs_cli.recipes import accelerate_config_path
+from openrs_cli.recipes.schema import Recipe
+from openrs_cli.train.config import grpo_kwargs
+
+WORKER_MODULE = "openrs_cli.train.worker"
+VLLM_PORT = 8000
+
+
+@dataclass(frozen=True)
+class MultiNode:
+    """accelerate's multi-machine options, passed through unchanged."""
+
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    mode: str  # "cpu" | "gpu" | "gpu+vllm-server" | "gpu+vllm-colocate"
+    gpus: int  # GPUs on this machine (detected, or --gpus when planning)
+    train_gpus: tuple[int, ...]
+    vllm_gpus: tuple[int, ...]
+    processes_per_machine: int
+    num_machines: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def num_processes(self) -> int:
+        return self.processes_per_machine * self.num_machines
+
+
+@dataclass(frozen=True)
+class Command:
+    role: str  # "train" | "vllm"
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def shell(self) -> str:
+        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        return (prefix + " " if prefix else "") + shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    recipe_name: str
+    run_dir: str
+    recipe_path: str
+    placement: Placement
+    commands: tuple[Command, ...]
+    grpo: dict
+    resume_from: str | None = None
+
+    def command(self, role: str) -> Command | None:
+        return next((c for c in self.commands if c.role == role), None)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["commands"] = [{"role": c.role, "argv": list(c.argv), "env": c.env, "shell": c.shell()}
+                         for c in self.commands]
+        d["placement"]["num_processes"] = self.placement.num_processes
+        return d
+
+
+def place(recipe: Recipe, gpus: int, multinode: MultiNode = MultiNode()) -> Placement:
+    """Where training ranks and vLLM go on one machine with `gpus` GPUs (pure)."""
+    lch, gen = recipe.launch, recipe.generation
+    if lch.cpu:
+        notes = ("launch.cpu: one process on CPU, no vLLM",) if gpus else ()
+        return Placement("cpu", gpus, (), (), 1, multinode.num_machines, notes)
+    if gpus == 0:
+        raise OpenrsError(
+            f"recipe '{recipe.name}' needs GPUs but none were found; plan it for another machine with "
+            f"--dry-run --gpus N, or run a CPU recipe (openrs train tiny)"
+        )
+    notes: list[str] = []
+    if gen.use_vllm and gen.vllm_mode == "server" and gpus > lch.vllm_gpus:
+        ranks = min(lch.num_processes, gpus - lch.vllm_gpus)
+        train = tuple(range(ranks))
+        vllm = tuple(range(ranks, ranks + lch.vllm_gpus))
+        mode = "gpu+vllm-server"
+    else:
+        if gen.use_vllm and gen.vllm_mode == "server":
+            notes.append(f"{gpus} GPU(s) cannot hold training ranks plus {lch.vllm_gpus} vLLM server GPU(s): "
+                         f"vLLM runs colocated (vllm_mode=colocate)")
+        ranks = min(lch.num_processes, gpus)
+        train, vllm = tuple(range(ranks)), ()
+        mode = "gpu+vllm-colocate" if gen.use_vllm else "gpu"
+    if ranks != lch.num_processes:
+        per_step = recipe.optim.per_device_train_batch_size * ranks * multinode.num_machines
+        global_batch = per_step * recipe.optim.gradient_accumulation_steps
+        if global_batch % gen.num_generations:
+            raise RecipeError(
+                f"{ranks} training rank(s) fit on {gpus} GPU(s) (recipe wants {lch.num_processes}), giving global "
+                f"batch {global_batch}, not divisible by num_generations {gen.num_generations}; adjust "
+                f"optim.gradient_accumulation_steps or launch.num_processes"
+            )
+        notes.append(f"{ranks} training rank(s) instead of the recipe's {lch.num_processes}: global batch is "
+                     f"{global_batch} completions per step")
+    idle = gpus - len(train) - len(vllm)
+    if idle > 0:
+        notes.append(f"{idle} GPU(s) left idle")
+    return Placement(mode, gpus, train, vllm, ranks, multinode.num_machines, tuple(notes))
+
+
+def _accelerate_bin() -> str:
+    exe = Path(sys.executable).parent / "accelerate"
+    return str(exe) if exe.is_file() else "accelerate"
+
+
+def _trl_bin() -> str:
+    exe = Path(sys.executable).parent / "trl"
+    return str(exe) if exe.is_file() else "trl"
+
+
+def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: MultiNode = MultiNode(),
+                resume_from: str | Path | None = None, extra_env: dict[str, str] | None = None) -> LaunchPlan:
+    """The full launch plan (pure: nothing is started, no heavy import)."""
+    run_dir = Path(run_dir)
+    recipe_path = run_dir / "recipe.yaml"
+    placement = place(recipe, gpus, multinode)
+    if placement.mode == "gpu+vllm-colocate" and recipe.generation.vllm_mode == "server":
+        recipe = recipe.model_copy(update={"generation": recipe.generation.model_copy(
+            update={"vllm_mode": "colocate"})})
+    server = placement.mode == "gpu+vllm-server"
+    grpo = grpo_kwargs(recipe, run_dir, vllm_host="127.0.0.1" if server else None, vllm_port=VLLM_PORT)
+    cfg = accelerate_config_path(recipe.launch.accelerate_config)
+    argv = [_accelerate_bin(), "launch", "--config_file", str(cfg),
+            "--num_processes", str(placement.num_processes),
+            "--num_machines", str(multinode.num_machines), "--machine_rank", str(multinode.machine_rank)]
+    if multinode.main_process_ip:
+        argv += ["--main_process_ip", multinode.main_process_ip]
+    if multinode.main_process_port:
+        argv += ["--main_process_port", str(multinode.main_process_port)]
+    argv += ["-m", WORKER_MODULE, "--recipe", str(recipe_path)]
+    if placement.mode == "gpu+vllm-colocate" and recipe.generation.vllm_mode == "colocate":
+        argv += ["--vllm-mode", "colocate"]
+    if server:
+        argv += ["--vllm-host", "127.0.0.1", "--vllm-port", str(VLLM_PORT)]
+    if resume_from:
+        argv += ["--resume-from", str(resume_from)]
+    env = dict(extra_env or {})
+    if placement.train_gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, placement.train_gpus))
+    commands = [Command("train", tuple(argv), env)]
+    if server and multinode.machine_rank == 0:
+        g, m = recipe.generation, recipe.model
+        vargv = [_trl_bin(), "vllm-serve", "--model", m.id, "--revision", m.revision,
+                 "--tensor_parallel_size", str(len(placement.vllm_gpus)),
+                 "--port", str(VLLM_PORT), "--gpu_memory_utilization", str(g.vllm_gpu_memory_utilization),
+                 "--dtype", m.dtype, "--enable_prefix_caching", "true"]
+        if g.vllm_max_model_len:
+            vargv += ["--max_model_len", str(g.vllm_max_model_len)]
+        if m.trust_remote_code:
+            vargv += ["--trust_remote_code", "true"]
+        commands.insert(0, Command("vllm", tuple(vargv),
+                                   {"CUDA_VISIBLE_DEVICES": ",".join(map(str, placement.vllm_gpus))}))
+    return LaunchPlan(recipe.name, str(run_dir), str(recipe_path), placement, tuple(commands), grpo,
+                      str(resume_from) if resume_from else None)
+
+
+def detect_gpus() -> list[dict]:
+    """Visible NVIDIA GPUs as [{index, name}] via NVML (nvidia-ml-py); [] when there is no driver."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no driver / library: a CPU machine
+        return []
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
+            gpus.append({"index": i, "name": name.decode() if isinstance(name, bytes) else name})
+    finally:
+        pynvml.nvmlShutdown()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        keep = [int(x) for x in visible.split(",") if x.strip().isdigit()]
+        gpus = [dict(g, index=n) for n, g in enumerate(gpus[k] for k in keep if k < len(gpus))]
+    return gpus
+
+
+# ---- running -------------------------------------------------------------------------------------------------
+
+Runner = Callable[[Command, Path], "subprocess.Popen"]
+
+
+def popen_runner(cmd: Command, log_path: Path) -> subprocess.Popen:
+    """Start a command with its output in `log_path`, in its own process group (so it can be stopped whole)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")
+    env = {**os.environ, **cmd.env}
+    return subprocess.Popen(list(cmd.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+
+
+def _stop(proc, grace_s: float = 30.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, AttributeError, OSError):
+        proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+        proc.wait()
+
+
+class _Tail:
+    """New complete JSON lines of a growing file."""
+
+    def __init__(self, path: Path):
+        self.path, self.pos = path, path.stat().st_size if path.exists() else 0
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.pos)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.pos += end
+        out = []
+        for line in data[:end].splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+
+def run_plan(plan: LaunchPlan, *, runner: Runner = popen_runner, on_event: Callable[[str, dict], None] | None = None,
+             poll_s: float = 0.5) -> int:
+    """Start the plan's commands (vLLM server first), report metrics records, return the training exit code."""
+    emit = on_event or (lambda kind, data: None)
+    run_dir = Path(plan.run_dir)
+    logs = run_dir / "logs"
+    procs = []
+    tail = _Tail(run_dir / "metrics.jsonl")
+    try:
+        vllm_cmd = plan.command("vllm")
+        if vllm_cmd:
+            procs.append(runner(vllm_cmd, logs / "vllm-serve.log"))
+            emit("started", {"role": "vllm", "log": str(logs / "vllm-serve.log")})
+        train = runner(plan.command("train"), logs / "train.log")
+        procs.append(train)
+        emit("started", {"role": "train", "log": str(logs / "train.log")})
+        while train.poll() is None:
+            for rec in tail.read():
+                emit("metrics", rec)
+            if vllm_cmd and procs[0].poll() is not None:
+                emit("error", {"message": f"the vLLM server exited with code {procs[0].returncode}; see "
+                                          f"{logs / 'vllm-serve.log'}"})
+                _stop(train)
+                break
+            time.sleep(poll_s)
+        for rec in tail.read():
+            emit("metrics", rec)
+        return train.wait()
+    finally:
+        for p in reversed(procs):
+            _stop(p)

@@ -1,0 +1,129 @@
+"""The run directory: creation rules, the resolved recipe.yaml, launch.json, and checkpoint discovery.
+
+Layout (contract 5): recipe.yaml, launch.json, checkpoint-*/, metrics.jsonl, completions.jsonl, cost/, final/,
+logs/. A new run never replaces an existing non-empty directory unless asked (`overwrite=True`); `--resume`
+continues from the newest *complete* checkpoint (trainer_state.json is written last by transformers, so a
+checkpoint killed mid-save is skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from openrs_cli.errors import RunDirError
+from openrs_cli.recipes import recipe_to_yaml
+from openrs_cli.recipes.schema import Recipe
+from openrs_cli.schema import SCHEMA_VERSIONS, header
+
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    return Path(recipe.output.output_dir or Path("runs") / recipe.name)
+
+
+def recipe_yaml_text(recipe: Recipe) -> str:
+    h = header("recipe")
+    lines = [f"# openrs resolved recipe: kind={h['kind']} schema_version={SCHEMA_VERSIONS['recipe']} "
+             f"openrs_version={h['openrs_version']} git_hash={h['git_hash']} time_utc={h['time_utc']}",
+             "# Everything the run used, defaults included. Re-run with: openrs train <this file>"]
+    return "\n".join(lines) + "\n" + recipe_to_yaml(recipe)
+
+
+def prepare_new(run_dir: Path, recipe: Recipe, *, overwrite: bool) -> None:
+    """Create `run_dir` for a fresh run and write recipe.yaml into it."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} is a file; pass --run-dir with a directory path")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunDirError(
+                f"run directory {run_dir} already exists; continue it with --resume, replace it with --overwrite, "
+                f"or choose another with --run-dir"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / "recipe.yaml", recipe_yaml_text(recipe))
+
+
+def checkpoint_step(path: Path) -> int | None:
+    m = _CKPT.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def is_complete(ckpt: Path) -> bool:
+    """A checkpoint holds weights, optimizer state and a readable trainer_state.json for its own step."""
+    step = checkpoint_step(ckpt)
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if step is None or state.get("global_step") != step:
+        return False
+    names = {p.name for p in ckpt.iterdir()}
+    has_weights = any(n.endswith((".safetensors", ".bin")) or n.endswith(".index.json") for n in names)
+    has_optim = "optimizer.pt" in names or any(n.startswith("global_step") for n in names)
+    return has_weights and has_optim
+
+
+def newest_complete_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((p for p in run_dir.glob("checkpoint-*") if p.is_dir() and checkpoint_step(p) is not None),
+                   key=checkpoint_step, reverse=True)
+    return next((c for c in ckpts if is_complete(c)), None)
+
+
+def prepare_resume(run_dir: Path) -> Path | None:
+    """Check `run_dir` can be resumed; return the checkpoint to resume from (None = start from step 0)."""
+    if not (run_dir / "recipe.yaml").is_file():
+        raise RunDirError(f"cannot resume {run_dir}: it has no recipe.yaml (not an openrs run directory); "
+                          f"start a new run without --resume")
+    if (run_dir / "final").is_dir() and (run_dir / "final" / "config.json").is_file():
+        raise RunDirError(f"run {run_dir} already finished (final/ exists); raise optim.max_steps in a new run "
+                          f"or evaluate it with openrs eval --model {run_dir / 'final'}")
+    return newest_complete_checkpoint(run_dir)
+
+
+def truncate_jsonl_after(path: Path, step: int) -> int:
+    """Keep records with step <= `step` (records of steps a resumed run redoes move to <name>.discarded.jsonl)."""
+    if not path.is_file():
+        return 0
+    keep, drop = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec_step = json.loads(line).get("step", 0)
+        except ValueError:
+            continue  # a line cut by the kill
+        (keep if rec_step <= step else drop).append(line)
+    if drop:
+        with open(path.with_suffix(".discarded.jsonl"), "a", encoding="utf-8") as f:
+            f.write("\n".join(drop) + "\n")
+    atomic_write(path, "".join(x + "\n" for x in keep))
+    return len(drop)
+
+
+def write_launch_json(run_dir: Path, launch: dict) -> None:
+    """launch.json holds the latest launch on top and earlier launches (resumes) under `history`."""
+    path = run_dir / "launch.json"
+    history = []
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+            history = old.pop("history", [])
+            history.append(old)
+        except ValueError:
+            pass
+    atomic_write(path, json.dumps({**header("launch"), **launch, "history": history}, indent=2) + "\n")
