@@ -1,0 +1,371 @@
+"""The report's figures (matplotlib, Agg, no pyplot state): Figure 1, pass@1 per benchmark, average pass@1,
+eval over checkpoints, and training curves per run. Every model keeps one colour in every figure (`colors`).
+
+`render_all(...)` saves each figure as PNG and/or SVG and returns `RenderedFigure`s (with PNG bytes for the
+self-contained HTML). matplotlib is imported here only, so importing openrs stays fast.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openrs_cli.report.data import BENCHMARKS, BENCH_TITLES, CHECKPOINT_BENCHES, ModelRow, Series
+from openrs_cli.report.labels import place_labels
+
+# Colour families per Table 2 group (shades in row order); Open-RS3 gets the paper's highlight red.
+PALETTE = {
+    "General": ["#525252", "#969696"],
+    "7B": ["#00441b", "#238b45", "#74c476", "#a1d99b"],
+    "1.5B": ["#08306b", "#2171b5", "#6baed6"],
+    "Open-RS": ["#fd8d3c", "#e6550d", "#d7191c"],
+    "1.7B": ["#8c510a"],
+    "Extension": ["#bf812d", "#01665e"],
+    "Yours": ["#7b3294", "#e7298a", "#542788", "#c51b7d", "#9970ab", "#dd3497"],
+}
+OTHER = ["#666666", "#999999"]
+DPI = 150
+
+
+@dataclass
+class RenderedFigure:
+    name: str
+    title: str
+    caption: str
+    paths: list[Path] = field(default_factory=list)
+    png_bytes: bytes | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def colors(rows: list[ModelRow], series: list[Series]) -> dict[str, str]:
+    """One colour per model name (and per checkpoint series: a paper experiment takes its released model's)."""
+    out: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for r in rows:
+        fam = PALETTE.get(r.group, OTHER)
+        out[r.model] = fam[used.get(r.group, 0) % len(fam)]
+        used[r.group] = used.get(r.group, 0) + 1
+        if r.user:
+            out[r.extra.get("series", r.model)] = out[r.model]
+    for s in series:
+        if s.name not in out:
+            if s.released_model in out:
+                out[s.name] = out[s.released_model]
+            else:
+                fam = PALETTE["Yours"] if s.user else OTHER
+                out[s.name] = fam[used.get("Yours" if s.user else "", 0) % len(fam)]
+                used["Yours" if s.user else ""] = used.get("Yours" if s.user else "", 0) + 1
+    return out
+
+
+def _marker(r: ModelRow) -> tuple[str, float]:
+    if r.user:
+        return "D", 60
+    return ("*", 260) if r.group == "Open-RS" else ("o", 70)
+
+
+def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
+    """AIME24 vs model size and vs training cost (log x), as the paper's Figure 1; your models with 95% CIs."""
+    notes = []
+    axes = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.2, top=0.9, wspace=0.16)
+    shown = [r for r in rows if (r.figure1 or r.user) and "aime24" in r.scores]
+    refs = [r for r in shown if not r.user and r.size_b is None and r.cost_usd is None]
+    panels = [(axes[0], "size_b", "Model size (billion parameters, log scale)", "AIME24 vs model size"),
+              (axes[1], "cost_usd", "Training cost (US$, log scale)", "AIME24 vs training cost")]
+    for ax, attr, xlabel, title in panels:
+        pts = [r for r in shown if getattr(r, attr) is not None]
+        missing = [r.model for r in shown if r.user and getattr(r, attr) is None]
+        if missing:
+            what = "size" if attr == "size_b" else "training cost (no cost ledger in its run dir)"
+            notes.append(f"Figure 1: {', '.join(missing)} not placed on the {what} panel: unknown {what}")
+        ys = [r.scores["aime24"].mean for r in shown]
+        xs = [getattr(r, attr) for r in pts] or [1.0]
+        ax.set_xscale("log")
+        lo, hi = min(xs), max(xs)
+        ax.set_xlim(lo / 2.2, hi * (6 if attr == "cost_usd" else 4))
+        ax.set_ylim(max(0, min(ys) - 8), min(100, max(ys) + 8))
+        for r in refs:
+            y = r.scores["aime24"].mean
+            ax.axhline(y, color=col[r.model], ls="--", lw=1.2, zorder=1)
+            ax.text(0.99, y + 0.6, f"{r.model} {y:.1f} ({'size' if attr == 'size_b' else 'cost'} not disclosed)",
+                    transform=ax.get_yaxis_transform(), ha="right", va="bottom", fontsize=8, color=col[r.model])
+        groups: dict[tuple[float, float], list[ModelRow]] = {}
+        for r in pts:
+            groups.setdefault((round(getattr(r, attr), 6), round(r.scores["aime24"].mean, 6)), []).append(r)
+        items = []
+        for (x, y), members in groups.items():
+            for r in members:
+                m, s = _marker(r)
+                ci = r.scores["aime24"].ci
+                if ci:
+                    ax.errorbar(x, y, yerr=ci, fmt="none", ecolor=col[r.model], elinewidth=1.3, capsize=4, zorder=2)
+                ax.scatter([x], [y], marker=m, s=s, color=col[r.model], edgecolor="white", linewidth=0.8, zorder=3)
+            text = "\n".join(f"{r.model}" for r in members) + f"  {y:.1f}"
+            cost = f" (${x:,.0f})" if attr == "cost_usd" and x >= 1 else ""
+            items.append((x, y, text + cost, col[members[-1].model], any(r.group == "Open-RS" for r in members)))
+        place_labels(ax, items, fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("AIME24 pass@1 (%)")
+        ax.set_title(title, fontsize=11)
+        ax.grid(True, which="major", alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="*", ls="", ms=14, color=PALETTE["Open-RS"][-1], label="Open-RS (the paper)"),
+               Line2D([], [], marker="o", ls="", ms=8, color=PALETTE["1.5B"][1], label="other published models")]
+    if any(r.user for r in shown):
+        handles.append(Line2D([], [], marker="D", ls="-", ms=7, color=PALETTE["Yours"][0],
+                              label="your models (bars: 95% CI)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
+    fig.suptitle("AIME24 pass@1 against model size and training cost", fontsize=13)
+    return notes
+
+
+def _val_text(r: ModelRow, key: str) -> str:
+    s = r.avg if key == "avg" else r.scores.get(key)
+    return "" if s is None else (f"{s.mean:.1f} ± {s.ci:.1f}" if s.ci else f"{s.mean:.1f}")
+
+
+def _y_layout(rows: list[ModelRow]) -> list[float]:
+    """Top-to-bottom positions in table order with a gap between groups."""
+    ys, y, prev = [], 0.0, None
+    for r in rows:
+        if prev is not None and r.group != prev and not (r.group == "Extension" and prev == "1.7B"):
+            y += 0.6
+        ys.append(-y)
+        y += 1
+        prev = r.group
+    return ys
+
+
+def benchmarks(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
+    """pass@1 of every model on each benchmark: one panel per benchmark, models in Table 2 order."""
+    ys = _y_layout(rows)
+    axes = fig.subplots(1, len(BENCHMARKS), sharey=True)
+    fig.subplots_adjust(left=0.17, right=0.99, bottom=0.08, top=0.9, wspace=0.08)
+    for ax, (key, title) in zip(axes, BENCHMARKS):
+        for y, r in zip(ys, rows):
+            s = r.scores.get(key)
+            if s is None:
+                ax.text(1, y, "not reported", va="center", fontsize=7, color="#888888")
+                continue
+            ax.barh(y, s.mean, height=0.8, color=col[r.model], xerr=s.ci or None,
+                    error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#333333"})
+            ax.text(s.mean + (s.ci or 0) + 1.2, y, _val_text(r, key), va="center", fontsize=7)
+        ax.set_xlim(0, 118)
+        ax.set_xticks([0, 25, 50, 75, 100])
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("pass@1 (%)")
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.set_axisbelow(True)
+    axes[0].set_yticks(ys, [r.model for r in rows], fontsize=8)
+    for lbl, r in zip(axes[0].get_yticklabels(), rows):
+        if r.user or r.group == "Open-RS":
+            lbl.set_fontweight("bold")
+    axes[0].set_ylim(min(ys) - 0.8, 0.8)
+    fig.suptitle("Zero-shot pass@1 per benchmark (bars: 95% CI where known)", fontsize=13)
+    return []
+
+
+def average(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
+    """Average pass@1 over the five benchmarks, best first; models missing a benchmark are listed below."""
+    have = sorted((r for r in rows if r.avg is not None), key=lambda r: r.avg.mean)
+    missing = [r.model for r in rows if r.avg is None]
+    ax = fig.subplots()
+    fig.subplots_adjust(left=0.3, right=0.97, bottom=0.14 if missing else 0.09, top=0.93)
+    ys = list(range(len(have)))
+    for y, r in zip(ys, have):
+        ax.barh(y, r.avg.mean, height=0.75, color=col[r.model], xerr=r.avg.ci or None,
+                error_kw={"elinewidth": 1, "capsize": 3, "ecolor": "#333333"})
+        ax.text(r.avg.mean + (r.avg.ci or 0) + 0.8, y, _val_text(r, "avg"), va="center", fontsize=8)
+    ax.set_yticks(ys, [r.model for r in have], fontsize=9)
+    for lbl, r in zip(ax.get_yticklabels(), have):
+        if r.user or r.group == "Open-RS":
+            lbl.set_fontweight("bold")
+    top = max((r.avg.mean + (r.avg.ci or 0) for r in have), default=50)
+    ax.set_xlim(0, min(100, top + 12) if top < 88 else 105)
+    ax.set_ylim(-0.7, len(have) - 0.3)
+    ax.set_xlabel("Average pass@1 over AIME24, MATH-500, AMC23, Minerva, OlympiadBench (%)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title("Average performance", fontsize=13)
+    if missing:
+        fig.text(0.01, 0.015, "Not shown (a benchmark is not reported): " + ", ".join(missing), fontsize=8,
+                 color="#555555")
+    return []
+
+
+def checkpoints(fig, series: list[Series], col: dict[str, str]) -> list[str]:
+    """AIME24 / MATH-500 / AMC23 pass@1 against training step for the paper's exp1-3 and your runs."""
+    axes = fig.subplots(1, len(CHECKPOINT_BENCHES))
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.86, wspace=0.2)
+    for ax, key in zip(axes, CHECKPOINT_BENCHES):
+        for s in series:
+            pts = [(step, sc[key]) for step, sc in s.points if key in sc]
+            if not pts:
+                continue
+            x = [p[0] for p in pts]
+            y = [p[1].mean for p in pts]
+            c = col[s.name]
+            if s.user:
+                ax.errorbar(x, y, yerr=[p[1].ci or 0 for p in pts], color=c, marker="D", ms=5, lw=1.8, capsize=3)
+            else:
+                ax.plot(x, y, color=c, marker="o", ms=4, lw=1.8)
+            if s.released_step is not None and s.released_step in x:
+                i = x.index(s.released_step)
+                ax.scatter([x[i]], [y[i]], marker="*", s=240, color=c, edgecolor="black", linewidth=0.6, zorder=4)
+        ax.set_title(BENCH_TITLES[key], fontsize=11)
+        ax.set_xlabel("Training step")
+        ax.set_ylabel("pass@1 (%)")
+        ax.grid(True, alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for s in series:
+        label = s.name
+        if s.released_model:
+            label += f" (★ step {s.released_step} = {s.released_model.split(' (')[0]})"
+        elif s.user:
+            label += " (yours; bars: 95% CI)"
+        handles.append(Line2D([], [], color=col[s.name], marker="D" if s.user else "o", label=label))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False, fontsize=9)
+    fig.suptitle("Evaluation over training checkpoints (paper: single-sample scores from the open-rs logs)",
+                 fontsize=12)
+    return []
+
+
+def _smooth(vals: list[float], window: int) -> list[float]:
+    out, acc, q = [], 0.0, []
+    for v in vals:
+        q.append(v)
+        acc += v
+        if len(q) > window:
+            acc -= q.pop(0)
+        out.append(acc / len(q))
+    return out
+
+
+def training(fig, run, color: str) -> list[str]:
+    """The curves the paper discusses, from one run's metrics.jsonl."""
+    m = run.metrics
+    axes = fig.subplots(2, 3).ravel()
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.08, top=0.9, wspace=0.25, hspace=0.38)
+    window = max(1, len(m) // 25)
+
+    def series_of(key, scale=1.0):
+        pts = [(r["step"], r[key] * scale) for r in m if isinstance(r.get(key), (int, float))
+               and math.isfinite(r[key])]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    def draw(ax, key, label, c, scale=1.0, ls="-"):
+        x, y = series_of(key, scale)
+        if not x:
+            return False
+        if window > 1:
+            ax.plot(x, y, color=c, lw=0.8, alpha=0.3, ls=ls)
+            ax.plot(x, _smooth(y, window), color=c, lw=1.8, ls=ls, label=label)
+        else:
+            ax.plot(x, y, color=c, lw=1.8, ls=ls, marker="o" if len(x) < 30 else None, ms=3, label=label)
+        return True
+
+    fn_keys = sorted({k for r in m for k in r if re.fullmatch(r"rewards/.+/mean", k)})
+    fn_colors = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
+    panels = [
+        ("Reward (total, mean over completions)", "reward", [("reward_mean", "reward", color, 1.0, "-")]),
+        ("Reward per function", "reward",
+         [(k, k.split("/")[1], fn_colors[i % len(fn_colors)], 1.0, "-") for i, k in enumerate(fn_keys)]),
+        ("Completion length", "tokens", [("completion_length_mean", "mean", color, 1.0, "-"),
+                                         ("completion_length_max", "max", color, 1.0, ":")]),
+        ("Truncated and non-English completions", "% of completions",
+         [("truncated_frac", "truncated (hit the limit)", "#d7191c", 100.0, "-"),
+          ("non_english_frac", "non-English", "#2c7bb6", 100.0, "-")]),
+        ("KL divergence to the reference model", "KL", [("kl", "KL", color, 1.0, "-")]),
+        ("Time per step", "seconds", [("step_time_s", "step", color, 1.0, "-"),
+                                      ("generation_time_s", "generation", "#1b9e77", 1.0, "--"),
+                                      ("optimisation_time_s", "optimisation", "#d95f02", 1.0, "--")]),
+    ]
+    missing = []
+    for ax, (title, ylabel, lines) in zip(axes, panels):
+        drawn = [draw(ax, k, lab, c, sc, ls) for k, lab, c, sc, ls in lines]
+        if title == "Reward (total, mean over completions)" and any(drawn):
+            x, mu = series_of("reward_mean")
+            xs, sd = series_of("reward_std")
+            if x == xs and window == 1:
+                ax.fill_between(x, [a - b for a, b in zip(mu, sd)], [a + b for a, b in zip(mu, sd)], color=color,
+                                alpha=0.15, lw=0, label="± std within groups")
+        if title == "Completion length":
+            _, limit = series_of("max_completion_length")
+            if limit:
+                ax.axhline(limit[-1], color="#d7191c", ls="--", lw=1.2, label=f"max_completion_length {limit[-1]:.0f}")
+                drawn.append(True)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("Training step")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        if any(drawn):
+            if len([d for d in drawn if d]) > 1 or title == "Reward per function":
+                ax.legend(fontsize=7, loc="best", frameon=False)
+        else:
+            missing.append(title.lower())
+            ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="#888888")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    smooth = f"; thick lines: moving average over {window} steps" if window > 1 else ""
+    fig.suptitle(f"Training curves: {run.name} ({len(m)} logged steps{smooth})", fontsize=12)
+    return [f"run {run.name}: {', '.join(missing)} not in metrics.jsonl"] if missing else []
+
+
+def render_all(rows, series, runs, fig_dir: Path, exts: list[str], embed_png: bool,
+               on_progress: Callable[[str], None] | None = None) -> list[RenderedFigure]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    matplotlib.rcParams.update({"svg.hashsalt": "openrs", "font.size": 9, "axes.spines.top": False,
+                                "axes.spines.right": False})
+    col = colors(rows, series)
+    n = len(rows)
+    specs = [
+        ("figure1", "Figure 1: AIME24 vs model size and training cost", (13, 5.6), lambda f: figure1(f, rows, col),
+         "AIME24 pass@1 (%) against parameter count and training cost (both log scale), as in the paper's Figure 1. "
+         "o1-preview is a dashed reference line (size and cost not disclosed)."),
+        ("benchmarks", "Pass@1 per benchmark", (15, 1.6 + 0.27 * n), lambda f: benchmarks(f, rows, col),
+         "Zero-shot pass@1 (%) of every model on each benchmark, in Table 2 order; bold names: Open-RS and yours."),
+        ("average", "Average pass@1", (10, 1.4 + 0.3 * n), lambda f: average(f, rows, col),
+         "Plain mean of the five benchmarks (Table 2's Avg), best first."),
+        ("checkpoints", "Evaluation over training checkpoints", (14, 5), lambda f: checkpoints(f, series, col),
+         "pass@1 (%) of each saved checkpoint; stars mark the checkpoints the paper released as Open-RS1-3."),
+    ]
+    for run in runs:
+        if run.metrics:
+            name = "training-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run.name)
+            specs.append((name, f"Training curves: {run.name}", (14, 7.5),
+                          lambda f, run=run: training(f, run, col.get(run.name, PALETTE["Yours"][0])),
+                          f"From {run.name}/metrics.jsonl: reward, completion length (dashed: the length limit), "
+                          "truncated and non-English fractions, KL, time per step."))
+    out = []
+    for name, title, size, draw, caption in specs:
+        if on_progress:
+            on_progress(f"figure {name}")
+        fig = Figure(figsize=size, dpi=DPI)
+        rf = RenderedFigure(name=name, title=title, caption=caption, notes=draw(fig) or [])
+        for ext in exts:
+            path = fig_dir / f"{name}.{ext}"
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext, dpi=DPI, metadata={"Date": None} if ext == "svg" else {"Software": None})
+            from openrs_cli.report.build import write_atomic
+
+            rf.paths.append(write_atomic(path, buf.getvalue()))
+            if ext == "png":
+                rf.png_bytes = buf.getvalue()
+        if embed_png and rf.png_bytes is None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=DPI)
+            rf.png_bytes = buf.getvalue()
+        out.append(rf)
+    return out
