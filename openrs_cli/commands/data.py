@@ -1,13 +1,115 @@
-"""`openrs data` (not landed yet: issue #4)."""
+"""`openrs data`: build the open-s1 / open-deepscaler / open-rs / custom datasets, and inspect a built one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="(not available yet: issue #4) data commands.", no_args_is_help=True)
+from openrs_cli.commands._console import console, err_console, escape
+
+app = typer.Typer(help="Build training datasets (open-s1, open-deepscaler, open-rs, custom) and inspect them.",
+                  no_args_is_help=True)
 
 
-@app.command("status")
-def status() -> None:
-    """Say that this group has not landed yet."""
-    from openrs_cli.errors import OpenrsError
+@app.command("build")
+def build(
+    name: Annotated[str, typer.Argument(help="open-s1 | open-deepscaler | open-rs | custom | a spec YAML file")],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="key.sub=value overrides, e.g. seed=7 mix.easy=500 sources.open-deepscaler.solvable.model=openrs-tiny")] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", help="Input for a source: PATH (one-source specs) or NAME=PATH; JSONL, Parquet, saved HF dir or Hub id")] = None,
+    column: Annotated[list[str] | None, typer.Option(
+        "--column", help="Column mapping ROLE=COLUMN for every source, ROLE in problem/solution/answer/source")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: data/NAME)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset directory")] = False,
+    show_spec: Annotated[bool, typer.Option("--show-spec", help="Print the resolved spec as JSON and stop")] = False,
+) -> None:
+    """Run the stages (normalise, gold, multi-part, dedup, decontamination, solvable filter, mix) and write
+    a saved HF dataset + Parquet copy + manifest.json; same inputs and seed give byte-identical files."""
+    from openrs_cli.data import build as run_build
+    from openrs_cli.data import load_spec
 
-    raise OpenrsError("openrs data has not landed yet (issue #4)")
+    spec = load_spec(name, overrides or [], source or [], column or [])
+    if show_spec:
+        typer.echo(json.dumps(spec.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        return
+    target = out or Path("data") / spec.name
+    with _progress() as on_progress:
+        manifest = run_build(spec, target, overwrite=overwrite, on_progress=on_progress)
+    _print_stages(manifest["stages"])
+    hits = manifest["decontamination"]["hits"]
+    console.print(
+        f"[green]built[/] {escape(str(target))}: {manifest['rows']} rows, "
+        f"{len({(h['train_pool'], h['train_row']) for h in hits})} contaminated rows removed, "
+        f"content_sha256 {manifest['content_sha256'][:16]}",
+        highlight=False,
+    )
+
+
+@app.command("inspect")
+def inspect(
+    directory: Annotated[Path, typer.Argument(help="A directory written by `openrs data build`")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON for scripts")] = False,
+) -> None:
+    """Print the manifest summary, stage counts, column length stats and sources of a built dataset."""
+    from openrs_cli.data import inspect_dir
+
+    info = inspect_dir(directory)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    ok = "[green]ok[/]" if info["content_ok"] else "[bold red]MISMATCH (files changed since the build)[/]"
+    console.print(f"[bold]{escape(str(info['name']))}[/] {escape(info['dir'])}: {info['rows']} rows, seed {info['seed']}, "
+                  f"built {info['built_utc']} by openrs {info['openrs_version']}", highlight=False)
+    console.print(f"content_sha256 {info['content_sha256']} {ok}", highlight=False)
+    for inp in info["inputs"]:
+        digest = inp.get("sha256") or inp.get("rows_sha256") or ""
+        console.print(f"input {escape(inp['name'])}: {escape(inp['path'])} ({inp.get('format')}, {inp.get('rows')} rows, "
+                      f"sha256 {digest[:16]})", highlight=False)
+    _print_stages(info["stages"])
+    table = Table("column", "min", "p10", "p50", "p90", "max", "mean", title="lengths (characters)", box=None)
+    for col, s in info["columns"].items():
+        table.add_row(col, *(str(s[k]) for k in ("min", "p10", "p50", "p90", "max", "mean")))
+    console.print(table)
+    src = Table("source", "rows", "share", box=None, title="sources")
+    for name, n in info["sources"].items():
+        src.add_row(escape(name), str(n), f"{n / max(info['rows'], 1):.1%}")
+    console.print(src)
+    console.print(f"decontamination hits: {info['decontamination_hits']}", highlight=False)
+
+
+def _print_stages(stages: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table("stage", "pool", "in", "out", "dropped", title="stages", box=None)
+    for s in stages:
+        dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items())
+        table.add_row(s["stage"], escape(s["pool"]), "" if s["in"] is None else str(s["in"]), str(s["out"]), dropped)
+    console.print(table)
+
+
+class _progress:
+    """Rich progress bars, one per stage label, on stderr; silent when stderr is not a terminal."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=err_console, transient=False,
+                            disable=not err_console.is_terminal)
+        self.tasks: dict[str, int] = {}
+        self.bar.__enter__()
+        return self.update
+
+    def update(self, label: str, done: int, total: int | None) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(escape(label), total=total)
+        self.bar.update(self.tasks[label], completed=done, total=total)
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
