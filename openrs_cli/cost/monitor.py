@@ -79,6 +79,7 @@ class _Track:
         self.idle_s = self.util_s = self.util_known_s = 0.0
         self.counter_fail = self.segments = 0
         self.last_counter = backend.energy_mj(dev.uuid) if dev.has_energy_counter else None
+        self._counter_mark = (0.0, 0.0, now)  # integral_j, power_known_s, time at the last counter read
         self.last_power = _w(backend.power_mw(dev.uuid))
         self.power_max: float | None = None
         self.mem_max: float | None = None
@@ -107,14 +108,19 @@ class _Track:
             if e is None:
                 self.counter_fail += 1
             elif self.last_counter is not None and e < self.last_counter:
-                # Driver reload: the counter restarted from zero. New segment; energy since reload is e.
+                # Driver reload: the counter restarted from zero, and the energy between our last read and the
+                # reload is in neither reading. New segment; bridge the gap with the power integral when the
+                # gap was polled, else count only the energy since the reload (e).
                 self.segments += 1
                 log.warning("openrs cost: energy counter of %s went backwards; starting a new segment", self.dev.uuid)
-                self.counter_j += e / 1000.0
+                gap_s = self.power_known_s - self._counter_mark[1]
+                polled = gap_s >= 0.99 * (now - self._counter_mark[2]) and gap_s > 0
+                self.counter_j += (self.integral_j - self._counter_mark[0]) if polled else e / 1000.0
             elif self.last_counter is not None:
                 self.counter_j += (e - self.last_counter) / 1000.0
             if e is not None:
                 self.last_counter = e
+                self._counter_mark = (self.integral_j, self.power_known_s, now)
         self.last_power = p
         self.t = now
         self.samples += 1
@@ -240,7 +246,7 @@ class Monitor:
             d["power_w_max"], d["mem_used_max_mib"], d["samples_n"], d["segments"] = (
                 t.power_max, t.mem_max, t.samples, t.segments)
             t.power_max = t.mem_max = None
-            t.samples = 0
+            t.samples = t.segments = 0
             gpus.append(d)
             self._hb_snaps[t.dev.uuid] = t.snap()
         self.writer.write({"record": "interval", "monitor_id": self.id, "host": self.host,
