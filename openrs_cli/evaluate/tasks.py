@@ -37,6 +37,7 @@ class TaskSpec:
     hub_gold_field: str
     n_problems: int
     prompt_field: str = "problem"
+    wrap_gold: bool = False  # bare LaTeX answers get $...$ so the LaTeX gold parser can read them
 
     def grader_config(self):
         """The grading preset the paper's lighteval metric used for this task."""
@@ -55,7 +56,7 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("minerva", 1, "minerva", "solution", "latex", "knoveleng/Minerva-Math", "train", "problem",
                  "solution", 272),
         TaskSpec("olympiadbench", 1, "olympiadbench", "answer", "latex", "knoveleng/OlympiadBench", "train",
-                 "question", "answer", 675),
+                 "question", "answer", 675, wrap_gold=True),
     ]
 }
 ALIASES = {"math500": "math_500", "math-500": "math_500", "olympiad_bench": "olympiadbench"}
@@ -124,7 +125,21 @@ def _rows_from_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _to_problems(rows: list[dict], prompt_field: str, gold_field: str, where: str, id_prefix: str) -> list[Problem]:
+def latex_delimited(gold: str) -> str:
+    """A bare LaTeX answer (`2n-2`, `\\frac{1}{2 n+2}`) wrapped in `$...$`; delimited text passes unchanged.
+
+    math-verify's LaTeX extraction only finds math inside delimiters ($...$, \\[...\\], \\boxed{}); a bare
+    gold would not parse and fall back to string equality, marking `2(n-1)` wrong against `2n-2`. The
+    source's own final answers carry the dollars (kept in the bundled rows' `meta.final_answer_raw`).
+    """
+    g = gold.strip()
+    if "$" in g or "\\boxed" in g or "\\[" in g or "\\(" in g:
+        return g
+    return f"${g}$"
+
+
+def _to_problems(rows: list[dict], prompt_field: str, gold_field: str, where: str, id_prefix: str,
+                 wrap_latex: bool = False) -> list[Problem]:
     out = []
     for i, r in enumerate(rows):
         q = r.get(prompt_field, r.get("problem"))
@@ -132,7 +147,7 @@ def _to_problems(rows: list[dict], prompt_field: str, gold_field: str, where: st
         if not q or g is None or g == "":
             raise DataError(f"{where}: row {i} lacks '{prompt_field}' or '{gold_field}'; every row needs both")
         pid = str(r.get("id", r.get("unique_id", f"{id_prefix}-{i}")))
-        out.append(Problem(pid, str(q), str(g)))
+        out.append(Problem(pid, str(q), latex_delimited(str(g)) if wrap_latex else str(g)))
     return out
 
 
@@ -142,7 +157,8 @@ def load_task(task: TaskSpec, data: str = "bundled", limit: int | None = None) -
 
     if data == "bundled":
         p = benchmarks.path(task.bundled)
-        probs = _to_problems(_rows_from_jsonl(p), task.prompt_field, task.gold_field, str(p), task.bundled)
+        probs = _to_problems(_rows_from_jsonl(p), task.prompt_field, task.gold_field, str(p), task.bundled,
+                             task.wrap_gold)
         td = TaskData(task, probs, "bundled", benchmarks.sha256_file(p))
     elif data == "hub":
         try:
@@ -154,7 +170,8 @@ def load_task(task: TaskSpec, data: str = "bundled", limit: int | None = None) -
                 f"cannot load {task.hub_id} ({task.hub_split}) from the hub: {type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else ''}; use the bundled copy (--data bundled)"
             ) from None
-        probs = _to_problems(list(ds), task.hub_prompt_field, task.hub_gold_field, task.hub_id, task.bundled)
+        probs = _to_problems(list(ds), task.hub_prompt_field, task.hub_gold_field, task.hub_id, task.bundled,
+                             task.wrap_gold)
         td = TaskData(task, probs, f"hub:{task.hub_id}@{task.hub_split}", None)
     else:
         p = Path(data)
@@ -162,7 +179,8 @@ def load_task(task: TaskSpec, data: str = "bundled", limit: int | None = None) -
             p = p / f"{task.name}.jsonl"
         if not p.is_file():
             raise DataError(f"--data {data}: no such file (give 'bundled', 'hub', a JSONL file or a dir of <task>.jsonl)")
-        probs = _to_problems(_rows_from_jsonl(p), task.prompt_field, task.gold_field, str(p), task.bundled)
+        probs = _to_problems(_rows_from_jsonl(p), task.prompt_field, task.gold_field, str(p), task.bundled,
+                             task.wrap_gold)
         td = TaskData(task, probs, str(p), benchmarks.sha256_file(p))
     ids = [pr.id for pr in td.problems]
     if len(set(ids)) != len(ids):
