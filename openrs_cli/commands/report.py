@@ -32,7 +32,7 @@ def report(
         res = build_report(results or [], runs or [], out, fmts,
                            on_progress=lambda msg: status.update(f"rendering {escape(msg)}"))
     for note in dict.fromkeys(res.notes):
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     main = [p for p in res.files if p.name in ("report.md", "report.html")]
     console.print(f"wrote {len(res.files)} files to {escape(show_path(res.out_dir))}/ in {res.seconds:.1f} s"
-                  + (": " + ", ".join(escape(show_path(p)) for p in main) if main else ""), highlight=False)
+                  + (": " + ", ".join(escape(show_path(p)) for p in main) if main else ""), highlight=False, soft_wrap=True)

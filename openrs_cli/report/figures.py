@@ -22,12 +22,19 @@ PALETTE = {
     "General": ["#525252", "#969696"],
     "7B": ["#00441b", "#238b45", "#74c476", "#a1d99b"],
     "1.5B": ["#08306b", "#2171b5", "#6baed6"],
-    "Open-RS": ["#fd8d3c", "#e6550d", "#d7191c"],
-    "1.7B": ["#8c510a"],
-    "Extension": ["#bf812d", "#01665e"],
+    "Open-RS": ["#f59e0b", "#9a3412", "#dc2626"],
+    "1.7B": ["#01665e"],
+    "Extension": ["#35978f", "#80cdc1"],
     "Yours": ["#7b3294", "#e7298a", "#542788", "#c51b7d", "#9970ab", "#dd3497"],
 }
 OTHER = ["#666666", "#999999"]
+LINESTYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "v")]
+
+
+def _dark(color: str, amount: float = 0.35) -> str:
+    """The colour mixed with black, for text in that colour on white."""
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{int(v * (1 - amount)):02x}" for v in (r, g, b))
 DPI = 150
 
 
@@ -107,8 +114,10 @@ def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
                 ax.scatter([x], [y], marker=m, s=s, color=col[r.model], edgecolor="white", linewidth=0.8, zorder=3)
             text = "\n".join(f"{r.model}" for r in members) + f"  {y:.1f}"
             cost = f" (${x:,.0f})" if attr == "cost_usd" and x >= 1 else ""
-            items.append((x, y, text + cost, col[members[-1].model], any(r.group == "Open-RS" for r in members)))
+            items.append((x, y, text + cost, _dark(col[members[-1].model]),
+                           any(r.group == "Open-RS" for r in members)))
         place_labels(ax, items, fontsize=8)
+        _log_ticks(ax, dollars=attr == "cost_usd")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("AIME24 pass@1 (%)")
         ax.set_title(title, fontsize=11)
@@ -123,6 +132,16 @@ def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
     fig.suptitle("AIME24 pass@1 against model size and training cost", fontsize=13)
     return notes
+
+
+def _log_ticks(ax, dollars: bool) -> None:
+    """Plain numbers on a log axis (1.5, 7, 70 / $42, $1,000) instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if dollars else (1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: (f"${v:,.0f}" if v >= 1 else f"${v:g}") if dollars
+                                               else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _val_text(r: ModelRow, key: str) -> str:
@@ -203,6 +222,7 @@ def checkpoints(fig, series: list[Series], col: dict[str, str]) -> list[str]:
     """AIME24 / MATH-500 / AMC23 pass@1 against training step for the paper's exp1-3 and your runs."""
     axes = fig.subplots(1, len(CHECKPOINT_BENCHES))
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.86, wspace=0.2)
+    style = {s.name: LINESTYLES[i % len(LINESTYLES)] for i, s in enumerate(series)}
     for ax, key in zip(axes, CHECKPOINT_BENCHES):
         for s in series:
             pts = [(step, sc[key]) for step, sc in s.points if key in sc]
@@ -211,10 +231,12 @@ def checkpoints(fig, series: list[Series], col: dict[str, str]) -> list[str]:
             x = [p[0] for p in pts]
             y = [p[1].mean for p in pts]
             c = col[s.name]
+            ls, mk = style[s.name]
             if s.user:
-                ax.errorbar(x, y, yerr=[p[1].ci or 0 for p in pts], color=c, marker="D", ms=5, lw=1.8, capsize=3)
+                ax.errorbar(x, y, yerr=[p[1].ci or 0 for p in pts], color=c, marker="D", ms=5, lw=1.8, ls=ls,
+                            capsize=3)
             else:
-                ax.plot(x, y, color=c, marker="o", ms=4, lw=1.8)
+                ax.plot(x, y, color=c, marker=mk, ms=4.5, lw=1.8, ls=ls)
             if s.released_step is not None and s.released_step in x:
                 i = x.index(s.released_step)
                 ax.scatter([x[i]], [y[i]], marker="*", s=240, color=c, edgecolor="black", linewidth=0.6, zorder=4)
@@ -231,7 +253,8 @@ def checkpoints(fig, series: list[Series], col: dict[str, str]) -> list[str]:
             label += f" (★ step {s.released_step} = {s.released_model.split(' (')[0]})"
         elif s.user:
             label += " (yours; bars: 95% CI)"
-        handles.append(Line2D([], [], color=col[s.name], marker="D" if s.user else "o", label=label))
+        ls, mk = style[s.name]
+        handles.append(Line2D([], [], color=col[s.name], ls=ls, marker="D" if s.user else mk, label=label))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False, fontsize=9)
     fig.suptitle("Evaluation over training checkpoints (paper: single-sample scores from the open-rs logs)",
                  fontsize=12)

@@ -1,0 +1,181 @@
+"""`openrs report` tables: golden files (md, latex, csv) for Table 2 and Tables 3/4 from the shipped paper data and
+with a user model added from a results.json made here; how results are read (series, steps, merging); bad input.
+
+Regenerate the golden files after an intended change: OPENRS_UPDATE_GOLDEN=1 pytest tests/unit/test_report_tables.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from openrs_cli.errors import OpenrsError
+from openrs_cli.report.data import paper_checkpoints, paper_costs, paper_models
+from openrs_cli.report.inputs import collect
+from openrs_cli.report.tables import table2, table34
+from openrs_cli.schema import header
+from tests.conftest import run_openrs
+
+GOLDEN = Path(__file__).parent / "golden" / "report"
+EXT = {"md": "md", "latex": "tex", "csv": "csv"}
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("OPENRS_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing golden file {path}; run with OPENRS_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
+
+
+def task(p1: float, lo: float | None = None, hi: float | None = None, samples: int = 4) -> dict:
+    t = {"n_problems": 30, "samples": samples, "pass@1": p1, "pass@k": {"1": p1}, "maj@k": p1, "stderr": 0.05,
+         "task_version": 1, "data_sha256": "0" * 64}
+    if lo is not None:
+        t["ci95"] = [lo, hi]
+    return t
+
+
+def write_results(path: Path, model: str, tasks: dict, label: str = "", **extra) -> Path:
+    """A results.json as `openrs eval` writes it (contract 4)."""
+    rec = {**header("results"), "model": model, "revision": None, "label": label, "backend": "transformers",
+           "sampling": {"temperature": 0.6, "top_p": 0.95, "samples": 4, "max_new_tokens": 32768, "seed": 0},
+           "tasks": tasks, "average": {"pass@1": sum(t["pass@1"] for t in tasks.values()) / len(tasks),
+                                       "tasks": list(tasks)},
+           "wall_time_s": 12.5, "cost_ledger": None, **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, indent=1), encoding="utf-8")
+    return path
+
+
+FULL = {"aime24": task(0.6, 0.517, 0.683), "math500": task(0.85, 0.82, 0.88), "amc23": task(0.7, 0.6, 0.8),
+        "minerva": task(0.3, 0.25, 0.35), "olympiadbench": task(0.5, 0.46, 0.54)}
+
+
+@pytest.mark.parametrize("fmt", ["md", "latex", "csv"])
+def test_table2_paper_golden(fmt):
+    check_golden(f"table2.{EXT[fmt]}", table2(paper_models(), fmt))
+
+
+@pytest.mark.parametrize("fmt", ["md", "latex", "csv"])
+def test_table34_paper_golden(fmt):
+    check_golden(f"table34.{EXT[fmt]}", table34(paper_costs(), fmt))
+
+
+@pytest.mark.parametrize("fmt", ["md", "latex", "csv"])
+def test_table2_with_user_model_golden(tmp_path, monkeypatch, fmt):
+    monkeypatch.chdir(tmp_path)
+    write_results(Path("evals/my-model/results.json"), "org/My-Model-1.5B", FULL, label="My GRPO run")
+    user = collect([Path("evals")], [])
+    assert [r.model for r in user.rows] == ["My GRPO run"]
+    check_golden(f"table2_user.{EXT[fmt]}", table2(paper_models() + user.rows, fmt))
+
+
+def test_user_row_values_ci_avg_and_bold(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_results(Path("evals/a/results.json"), "org/My-Model-1.5B", FULL, label="mine")
+    row = collect([Path("evals")], []).rows[0]
+    assert row.scores["aime24"].mean == pytest.approx(60.0) and row.scores["aime24"].ci == pytest.approx(8.3)
+    assert row.scores["math_500"].mean == pytest.approx(85.0)  # task name math500 maps onto the paper's column
+    assert row.avg.mean == pytest.approx((60 + 85 + 70 + 30 + 50) / 5)
+    assert row.size_b == 1.5
+    md = table2(paper_models() + [row], "md")
+    line = next(ln for ln in md.splitlines() if ln.startswith("| mine"))
+    assert "**60.0 ± 8.3**" in line  # beats the best published AIME24 (56.6)
+    assert "| *Your models* |" in md
+    # Without all five benchmarks the average is left blank, as in the paper.
+    write_results(Path("evals/b/results.json"), "org/other", {"aime24": task(0.1)}, label="partial")
+    rows = {r.model: r for r in collect([Path("evals")], []).rows}
+    assert rows["partial"].avg is None and rows["partial"].scores["aime24"].ci == pytest.approx(100 * 1.96 * 0.05)
+
+
+def test_checkpoint_convention_series_steps_and_merge(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = Path("runs/grpo-a")
+    (run / "checkpoint-10").mkdir(parents=True)
+    (run / "checkpoint-20").mkdir()
+    (run / "recipe.yaml").write_text("model:\n  id: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B\n")
+    # step from the model path; label "checkpoint-N" is not a series name: the run dir's name is
+    write_results(Path("evals/c10/results.json"), str(run / "checkpoint-10"), {"aime24": task(0.2)},
+                  label="checkpoint-10")
+    # the same checkpoint evaluated on another task in a second file: merged into one point
+    write_results(Path("evals/c10b/results.json"), str(run / "checkpoint-10"), {"amc23": task(0.5)})
+    write_results(Path("evals/c20/results.json"), str(run / "checkpoint-20"), {"aime24": task(0.3)})
+    # explicit label + step fields win over paths
+    write_results(Path("evals/x/results.json"), "somewhere/else", {"aime24": task(0.4)}, label="grpo-a", step=30)
+    user = collect([Path("evals")], [])
+    assert [s.name for s in user.series] == ["grpo-a"]
+    pts = user.series[0].points
+    assert [p[0] for p in pts] == [10, 20, 30]
+    assert set(pts[0][1]) == {"aime24", "amc23"}
+    assert [r.model for r in user.rows] == ["grpo-a (step 30)"]  # the highest step stands for the run
+    assert user.rows[0].size_b is None or user.rows[0].size_b == 1.5
+    assert [r.name for r in user.runs] == ["grpo-a"]  # found through the model path
+    assert user.cost_rows and user.cost_rows[0].base_model == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+
+
+def test_paper_checkpoints_know_released_models():
+    series = {s.name: s for s in paper_checkpoints()}
+    assert series["exp3"].released_step == 50 and series["exp3"].released_model == "Open-RS3 (50 steps)"
+    assert [p[0] for p in series["exp1"].points][:2] == [100, 200]
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    other = Path("m/metrics.json")
+    other.parent.mkdir()
+    other.write_text(json.dumps({**header("metrics"), "step": 1}))
+    with pytest.raises(OpenrsError, match="expected a 'results' record, found 'metrics'"):
+        collect([other], [])
+    Path("empty").mkdir()
+    with pytest.raises(OpenrsError, match="no results.json in it"):
+        collect([Path("empty")], [])
+    Path("bad.json").write_text("{not json")
+    with pytest.raises(OpenrsError, match="not a readable JSON file"):
+        collect([Path("bad.json")], [])
+    write_results(Path("pct/results.json"), "m", {"aime24": task(46.7)})
+    with pytest.raises(OpenrsError, match=r"pass@1 = 46.7 is not a fraction"):
+        collect([Path("pct")], [])
+    with pytest.raises(OpenrsError, match="no training run in it"):
+        collect([], [Path("empty")])
+
+
+def test_cli_bad_results_exit_2_one_line(tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text(json.dumps({**header("ledger"), "tasks": {}}))
+    r = run_openrs("report", "--results", str(bad), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "expected a 'results' record, found 'ledger'" in lines[0]
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_out_dir_of_the_user_is_never_overwritten(tmp_path, cli):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    code, _, err = cli("report", "--out", str(mine), "--format", "md,csv")
+    assert code == 2 and "was not written by `openrs report`" in err
+    assert (mine / "report.md").read_text() == "my notes"
+    code, _, err = cli("report", "--format", "md,pdf")
+    assert code == 2 and "unknown format 'pdf'" in err
+
+
+def test_tables_only_run_writes_tables_and_report_md(tmp_path, cli):
+    out = tmp_path / "rep"
+    code, stdout, err = cli("report", "--out", str(out), "--format", "md,latex,csv")
+    assert code == 0, err
+    for name in ("table2", "table34"):
+        for ext in ("md", "tex", "csv"):
+            assert (out / "tables" / f"{name}.{ext}").stat().st_size > 300
+    assert (out / "tables" / "table2.md").read_text() == table2(paper_models(), "md")
+    md = (out / "report.md").read_text()
+    assert "## Table 2" in md and "## Tables 3 and 4" in md and "![" not in md  # no images were asked for
+    assert not (out / "figures").exists()
+    # a second run into the same (openrs-made) directory is allowed
+    code, _, err = cli("report", "--out", str(out), "--format", "csv")
+    assert code == 0, err
