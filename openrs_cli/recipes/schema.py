@@ -57,7 +57,8 @@ class OptimSpec(_Strict):
     gradient_accumulation_steps: int = Field(4, gt=0)
     beta: float = Field(0.04, ge=0, description="KL coefficient (TRL 1.x default is 0.0; the paper used 0.04)")
     epsilon: float = Field(0.2, gt=0)
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "grpo"
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
+        "bnpo", description="bnpo = the paper's TRL: sum(loss*mask)/sum(mask) per micro-batch (TRL 1.x default: dapo)")
     scale_rewards: Literal["group", "batch", "none"] = "group"
     max_steps: int = Field(500, gt=0)
     gradient_checkpointing: bool = True

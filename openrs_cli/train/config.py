@@ -111,8 +111,10 @@ FIELD_MAP: dict[str, str] = {
 }
 
 
-def _explicitly_ignored(recipe: Recipe) -> None:
-    """Values TRL would silently ignore: refuse them instead of pretending they apply."""
+def check_not_ignored(recipe: Recipe) -> None:
+    """Values TRL would silently ignore: refuse them instead of pretending they apply.
+
+    Called on the user's recipe (before it is resolved, when pydantic still knows which keys were written)."""
     g = recipe.generation
     if not g.use_vllm:
         ignored = sorted(f for f in g.model_fields_set if f.startswith("vllm_"))
@@ -129,7 +131,6 @@ def _explicitly_ignored(recipe: Recipe) -> None:
 def grpo_kwargs(recipe: Recipe, run_dir: str | Path, *, vllm_host: str | None = None,
                 vllm_port: int = 8000) -> dict:
     """The exact keyword arguments openrs passes to `trl.GRPOConfig` for this recipe (pure; no TRL import)."""
-    _explicitly_ignored(recipe)
     m, g, o, out = recipe.model, recipe.generation, recipe.optim, recipe.output
     init_kwargs: dict = {"dtype": m.dtype, "revision": m.revision}
     if m.attn_implementation:

@@ -1,0 +1,217 @@
+"""Launcher and GRPOConfig mapping, without GPUs or subprocesses (pure functions + a fake runner)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openrs_cli.errors import OpenrsError, RecipeError, RunDirError
+from openrs_cli.recipes import load_recipe
+from openrs_cli.recipes.schema import Recipe
+from openrs_cli.train import rundir
+from openrs_cli.train.config import FIELD_MAP, PAPER_PINS, check_not_ignored, grpo_kwargs
+from openrs_cli.train.launch import Command, MultiNode, place, plan_launch, run_plan
+
+
+def _leaf_fields(model, prefix=""):
+    from pydantic import BaseModel
+
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from _leaf_fields(ann, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+def test_every_recipe_field_has_a_destination():
+    leaves = set(_leaf_fields(Recipe))
+    assert leaves == set(FIELD_MAP), (leaves ^ set(FIELD_MAP))
+
+
+@pytest.mark.parametrize("name", ["exp1", "exp2", "exp3", "qwen3-1.7b", "tiny"])
+def test_grpo_kwargs_are_real_grpoconfig_fields(name):
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    valid = {f.name for f in dataclasses.fields(GRPOConfig)}
+    kw = grpo_kwargs(load_recipe(name), "runs/x", vllm_host="127.0.0.1")
+    assert set(kw) <= valid, set(kw) - valid
+
+
+def test_tiny_grpoconfig_constructs_with_exact_values(tmp_path):
+    from openrs_cli.train.config import build_grpo_config
+
+    cfg = build_grpo_config(grpo_kwargs(load_recipe("tiny"), tmp_path))
+    assert cfg.use_cpu and cfg.beta == 0.04 and cfg.loss_type == "bnpo" and cfg.num_generations == 4
+    assert cfg.activation_checkpointing is False and cfg.max_completion_length == 32
+    assert cfg.vllm_importance_sampling_correction is False and cfg.save_only_model is False
+
+
+def test_exp3_maps_to_the_papers_semantics():
+    kw = grpo_kwargs(load_recipe("exp3"), "runs/exp3", vllm_host="127.0.0.1")
+    expect = {"beta": 0.04, "loss_type": "bnpo", "scale_rewards": "group", "learning_rate": 1e-6,
+              "lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {"min_lr_rate": 0.1},
+              "warmup_steps": 0.1, "per_device_train_batch_size": 6, "gradient_accumulation_steps": 4,
+              "num_generations": 6, "max_completion_length": 3584, "temperature": 0.7, "top_p": 1.0,
+              "reward_weights": [1.0, 2.0], "max_steps": 500, "save_steps": 50, "bf16": True,
+              "activation_checkpointing": True, "use_vllm": True, "vllm_mode": "server",
+              "vllm_gpu_memory_utilization": 0.7, "vllm_max_model_length": 4608, "seed": 42, "epsilon": 0.2}
+    assert {k: kw[k] for k in expect} == expect
+    assert kw["model_init_kwargs"] == {"dtype": "bfloat16", "revision": "main",
+                                       "attn_implementation": "flash_attention_2"}
+    for k, v in PAPER_PINS.items():
+        assert kw[k] == v
+
+
+def test_ignored_values_are_errors():
+    with pytest.raises(RecipeError, match="use_vllm is false"):
+        check_not_ignored(load_recipe("tiny", ["generation.vllm_gpu_memory_utilization=0.5"]))
+    check_not_ignored(load_recipe("tiny"))
+    check_not_ignored(load_recipe("exp3"))
+
+
+def test_placement_four_gpus_is_three_ranks_plus_vllm_server():
+    p = place(load_recipe("exp3"), 4)
+    assert (p.mode, p.train_gpus, p.vllm_gpus, p.num_processes) == ("gpu+vllm-server", (0, 1, 2), (3,), 3)
+
+
+def test_placement_one_gpu_colocates_and_cpu_is_one_process():
+    p = place(load_recipe("exp3"), 1, )
+    assert p.mode == "gpu+vllm-colocate" and p.train_gpus == (0,) and p.vllm_gpus == ()
+    with pytest.raises(RecipeError, match="not divisible"):  # 3 ranks x 1 x 1 = 3 fits G=3; 1 rank does not
+        place(load_recipe("exp3", ["generation.num_generations=3", "optim.per_device_train_batch_size=1",
+                                   "optim.gradient_accumulation_steps=1"]), 1)
+    assert place(load_recipe("exp3", ["generation.vllm_mode=colocate"]), 4).mode == "gpu+vllm-colocate"
+    cpu = place(load_recipe("tiny"), 0)
+    assert (cpu.mode, cpu.num_processes, cpu.vllm_gpus) == ("cpu", 1, ())
+    with pytest.raises(OpenrsError, match="--gpus"):
+        place(load_recipe("exp3"), 0)
+
+
+def test_plan_commands_exact(tmp_path):
+    plan = plan_launch(load_recipe("exp3"), tmp_path / "run", gpus=4)
+    vllm, train = plan.command("vllm"), plan.command("train")
+    assert plan.commands[0].role == "vllm"  # the server starts before the ranks
+    assert vllm.env == {"CUDA_VISIBLE_DEVICES": "3"}
+    assert vllm.argv[1:] == ("vllm-serve", "--model", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "--revision", "main",
+                             "--tensor_parallel_size", "1", "--port", "8000", "--gpu_memory_utilization", "0.7",
+                             "--dtype", "bfloat16", "--enable_prefix_caching", "true", "--max_model_len", "4608")
+    a = list(train.argv)
+    assert a[1] == "launch" and a[a.index("--config_file") + 1].endswith("accelerate/zero2.yaml")
+    assert a[a.index("--num_processes") + 1] == "3"
+    assert a[a.index("-m") + 1] == "openrs_cli.train.worker"
+    assert a[a.index("--recipe") + 1] == str(tmp_path / "run" / "recipe.yaml")
+    assert train.env == {"CUDA_VISIBLE_DEVICES": "0,1,2"}
+    assert plan.grpo["vllm_server_host"] == "127.0.0.1" and plan.grpo["vllm_mode"] == "server"
+
+
+def test_plan_cpu_and_multinode(tmp_path):
+    plan = plan_launch(load_recipe("tiny"), tmp_path, gpus=0)
+    assert plan.command("vllm") is None and plan.command("train").env == {}
+    a = list(plan.command("train").argv)
+    assert a[a.index("--config_file") + 1].endswith("accelerate/cpu.yaml") and a[a.index("--num_processes") + 1] == "1"
+    mn = MultiNode(num_machines=2, machine_rank=1, main_process_ip="10.0.0.1", main_process_port=29500)
+    plan2 = plan_launch(load_recipe("exp3"), tmp_path, gpus=4, multinode=mn)
+    b = list(plan2.command("train").argv)
+    assert b[b.index("--num_processes") + 1] == "6" and b[b.index("--num_machines") + 1] == "2"
+    assert b[b.index("--machine_rank") + 1] == "1" and b[b.index("--main_process_ip") + 1] == "10.0.0.1"
+    assert b[b.index("--main_process_port") + 1] == "29500"
+    assert plan2.command("vllm") is None  # the server lives on machine 0 only
+
+
+def test_dry_run_cli_prints_placement_commands_and_config(cli, tmp_path):
+    code, out, err = cli("train", "exp3", "--dry-run", "--gpus", "4", "--run-dir", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "gpu+vllm-server" in out and "vllm-serve" in out and "--num_processes 3" in out
+    assert "loss_type = 'bnpo'" in out and "beta = 0.04" in out and "[vllm] CUDA_VISIBLE_DEVICES=3" in out
+    assert not (tmp_path / "r").exists()  # a dry run starts and writes nothing
+    code, out, err = cli("train", "exp3", "--dry-run", "--gpus", "4", "--json")
+    assert json.loads(out)["placement"]["vllm_gpus"] == [3]
+
+
+def test_cli_errors_are_one_line(cli, tmp_path):
+    code, _, err = cli("train", "exp3", "--dry-run")  # no GPU here, no --gpus
+    assert code == 2 and "--gpus" in err
+    code, _, err = cli("train", "exp3", "--gpus", "4")
+    assert code == 2 and "--dry-run" in err
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "keep.txt").write_text("mine")
+    code, _, err = cli("train", "tiny", "--run-dir", str(tmp_path / "r"))
+    assert code == 2 and "--overwrite" in err and (tmp_path / "r" / "keep.txt").read_text() == "mine"
+    code, _, err = cli("train", "tiny", "--resume", "--run-dir", str(tmp_path / "nope"))
+    assert code == 2 and "does not exist" in err
+
+
+class _FakeProc:
+    def __init__(self, rc=0, polls=2):
+        self.rc, self.polls, self.returncode, self.pid, self.stopped = rc, polls, None, -1, False
+
+    def poll(self):
+        if self.stopped:
+            return self.returncode
+        self.polls -= 1
+        if self.polls < 0:
+            self.returncode = self.rc
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            self.returncode = self.rc
+        return self.returncode
+
+    def terminate(self):
+        self.stopped, self.returncode = True, -15
+
+    kill = terminate
+
+
+def test_run_plan_starts_vllm_first_and_always_stops_it(tmp_path):
+    plan = plan_launch(load_recipe("exp3"), tmp_path, gpus=4)
+    started, procs, events = [], {}, []
+
+    def runner(cmd: Command, log):
+        started.append(cmd.role)
+        if cmd.role == "train":
+            (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward_mean": 0.5}) + "\n")
+        procs[cmd.role] = _FakeProc(rc=0, polls=10**6 if cmd.role == "vllm" else 1)
+        return procs[cmd.role]
+
+    rc = run_plan(plan, runner=runner, on_event=lambda k, d: events.append((k, d)), poll_s=0)
+    assert rc == 0 and started == ["vllm", "train"]
+    assert procs["vllm"].stopped  # the server openrs started is stopped when training ends
+    assert ("metrics", {"step": 1, "reward_mean": 0.5}) in events
+
+
+def test_checkpoint_completeness_and_jsonl_truncation(tmp_path):
+    def ckpt(step, complete=True):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"x")
+        (d / "optimizer.pt").write_bytes(b"x")
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step}) if complete else '{"glob')
+
+    ckpt(2)
+    ckpt(4, complete=False)  # killed while saving
+    assert rundir.newest_complete_checkpoint(tmp_path).name == "checkpoint-2"
+    m = tmp_path / "metrics.jsonl"
+    m.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3)) + '{"step": 4, "cut')
+    assert rundir.truncate_jsonl_after(m, 2) == 1
+    assert [json.loads(x)["step"] for x in m.read_text().splitlines()] == [1, 2]
+    assert json.loads((tmp_path / "metrics.discarded.jsonl").read_text())["step"] == 3
+    (tmp_path / "recipe.yaml").write_text("name: x\n")
+    assert rundir.prepare_resume(tmp_path).name == "checkpoint-2"
+    with pytest.raises(RunDirError):
+        rundir.prepare_resume(tmp_path / "checkpoint-2")
+
+
+def test_non_english_check():
+    from openrs_cli.train.callbacks import is_non_english, non_english_frac
+
+    assert not is_non_english("Therefore $x^2 + \\frac{1}{2}$ is \\boxed{3}. é")
+    assert is_non_english("所以答案是 \\boxed{3}")
+    assert is_non_english("Поэтому ответ 3")
+    assert not is_non_english("12345 + 7 = ?")
+    assert non_english_frac(["abc", "答案"]) == 0.5 and non_english_frac([]) is None
