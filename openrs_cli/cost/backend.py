@@ -269,8 +269,9 @@ class FakeBackend:
         pass
 
 
-def select_backend(gpu_indices=None, backend=None, host: str = "", clock=None):
-    """The backend object to use (see module docstring). Never raises for a missing GPU."""
+def select_backend(gpu_indices=None, backend=None, host: str = "", clock=None, quiet: bool = False):
+    """The backend object to use (see module docstring). Never raises for a missing GPU. `quiet` logs the
+    fallback to null at INFO (a training rank: the node sampler has already warned)."""
     if backend is not None and not isinstance(backend, str):
         return backend
     choice = backend or os.environ.get("OPENRS_NVML_BACKEND", "auto")
@@ -283,5 +284,6 @@ def select_backend(gpu_indices=None, backend=None, host: str = "", clock=None):
     try:
         return PynvmlBackend(gpu_indices)
     except NvmlUnavailable as e:
-        log.warning("openrs cost: no NVML (%s); recording wall-clock GPU time only, energy unknown", e)
+        log.log(logging.INFO if quiet else logging.WARNING,
+                "openrs cost: no NVML (%s); recording wall-clock GPU time only, energy unknown", e)
         return NullBackend(gpu_indices, host, reason=str(e))

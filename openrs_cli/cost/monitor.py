@@ -381,7 +381,7 @@ def attach_monitor(run_dir, *, kind: str = "train", gpu_indices=None, backend=No
         lr = _env_int("LOCAL_RANK")
         alloc = allocated_indices(None)
         gpu_indices = [alloc[lr]] if alloc and lr < len(alloc) else [lr]
-    be = select_backend(gpu_indices, backend, host=host_name(), clock=clock)
+    be = select_backend(gpu_indices, backend, host=host_name(), clock=clock, quiet=True)
     if getattr(be, "name", "") == "null" and allocated_indices(None) is None:
         be = NullBackend([])  # no NVML and no CUDA_VISIBLE_DEVICES: a CPU rank has no GPU to name
     return Monitor(run_dir, kind=kind, backend=be, clock=clock, sample=False, thread=False, role="worker")

@@ -98,7 +98,8 @@ def summarize_records(records: list[dict], prices: PriceTable, where: str = "") 
         k["gpus"] += 1
         k["gpu_hours"] += secs / 3600
     gpu_s = sum(g["gpu_seconds"] for g in per_gpu)
-    energy_j = None if any(g["energy_j"] is None for g in per_gpu) else sum(g["energy_j"] for g in per_gpu)
+    # No GPU: GPU energy is not "0 measured" (CPU energy is never measured), so it stays unknown like dollars.
+    energy_j = None if not per_gpu or any(g["energy_j"] is None for g in per_gpu) else sum(g["energy_j"] for g in per_gpu)
     util_ok = per_gpu and all(g["busy_s"] is not None for g in per_gpu)
     busy_s = sum(g["busy_s"] for g in per_gpu) if util_ok else None
     idle_s = sum(g["idle_s"] for g in per_gpu) if util_ok else None
