@@ -88,19 +88,21 @@ def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
         pts = [r for r in shown if getattr(r, attr) is not None]
         missing = [r.model for r in shown if r.user and getattr(r, attr) is None]
         if missing:
-            what = "size" if attr == "size_b" else "training cost (no cost ledger in its run dir)"
-            notes.append(f"Figure 1: {', '.join(missing)} not placed on the {what} panel: unknown {what}")
-        ys = [r.scores["aime24"].mean for r in shown]
+            why = ("unknown model size" if attr == "size_b" else
+                   "unknown training cost (no cost ledger in a run dir linked to it)")
+            notes.append(f"Figure 1: {', '.join(missing)} left off the {title} panel: {why}")
+        ys = [r.scores["aime24"].mean + sign * (r.scores["aime24"].ci or 0) for r in shown for sign in (-1, 1)]
         xs = [getattr(r, attr) for r in pts] or [1.0]
         ax.set_xscale("log")
         lo, hi = min(xs), max(xs)
         ax.set_xlim(lo / 2.2, hi * (6 if attr == "cost_usd" else 4))
         ax.set_ylim(max(0, min(ys) - 8), min(100, max(ys) + 8))
+        avoid = []
         for r in refs:
             y = r.scores["aime24"].mean
             ax.axhline(y, color=col[r.model], ls="--", lw=1.2, zorder=1)
-            ax.text(0.99, y + 0.6, f"{r.model} {y:.1f} ({'size' if attr == 'size_b' else 'cost'} not disclosed)",
-                    transform=ax.get_yaxis_transform(), ha="right", va="bottom", fontsize=8, color=col[r.model])
+            avoid.append(ax.text(0.99, y + 0.6, f"{r.model} {y:.1f} ({'size' if attr == 'size_b' else 'cost'} not disclosed)",
+                    transform=ax.get_yaxis_transform(), ha="right", va="bottom", fontsize=8, color=_dark(col[r.model])))
         groups: dict[tuple[float, float], list[ModelRow]] = {}
         for r in pts:
             groups.setdefault((round(getattr(r, attr), 6), round(r.scores["aime24"].mean, 6)), []).append(r)
@@ -116,7 +118,7 @@ def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
             cost = f" (${x:,.0f})" if attr == "cost_usd" and x >= 1 else ""
             items.append((x, y, text + cost, _dark(col[members[-1].model]),
                            any(r.group == "Open-RS" for r in members)))
-        place_labels(ax, items, fontsize=8)
+        place_labels(ax, items, fontsize=8, avoid=avoid)
         _log_ticks(ax, dollars=attr == "cost_usd")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("AIME24 pass@1 (%)")
@@ -170,7 +172,8 @@ def benchmarks(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
         for y, r in zip(ys, rows):
             s = r.scores.get(key)
             if s is None:
-                ax.text(1, y, "not reported", va="center", fontsize=7, color="#888888")
+                ax.text(1, y, "not evaluated" if r.user else "not reported", va="center", fontsize=7,
+                        color="#888888")
                 continue
             ax.barh(y, s.mean, height=0.8, color=col[r.model], xerr=s.ci or None,
                     error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#333333"})
@@ -277,7 +280,7 @@ def training(fig, run, color: str) -> list[str]:
     m = run.metrics
     axes = fig.subplots(2, 3).ravel()
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.08, top=0.9, wspace=0.25, hspace=0.38)
-    window = max(1, len(m) // 25)
+    window = len(m) // 25 if len(m) >= 100 else 1
 
     def series_of(key, scale=1.0):
         pts = [(r["step"], r[key] * scale) for r in m if isinstance(r.get(key), (int, float))
@@ -317,7 +320,7 @@ def training(fig, run, color: str) -> list[str]:
         if title == "Reward (total, mean over completions)" and any(drawn):
             x, mu = series_of("reward_mean")
             xs, sd = series_of("reward_std")
-            if x == xs and window == 1:
+            if x == xs:
                 ax.fill_between(x, [a - b for a, b in zip(mu, sd)], [a + b for a, b in zip(mu, sd)], color=color,
                                 alpha=0.15, lw=0, label="± std within groups")
         if title == "Completion length":
@@ -347,6 +350,7 @@ def render_all(rows, series, runs, fig_dir: Path, exts: list[str], embed_png: bo
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     matplotlib.rcParams.update({"svg.hashsalt": "openrs", "font.size": 9, "axes.spines.top": False,
@@ -376,6 +380,7 @@ def render_all(rows, series, runs, fig_dir: Path, exts: list[str], embed_png: bo
         if on_progress:
             on_progress(f"figure {name}")
         fig = Figure(figsize=size, dpi=DPI)
+        FigureCanvasAgg(fig)  # a renderer, so labels can measure the text they must avoid
         rf = RenderedFigure(name=name, title=title, caption=caption, notes=draw(fig) or [])
         for ext in exts:
             path = fig_dir / f"{name}.{ext}"

@@ -1,7 +1,7 @@
 """Point labels that do not overlap each other, the points, or the axes edges (a small greedy placer).
 
-For each point (highest first) try right, left, above and below it; if all collide, slide the label up or down
-until it is free and draw a thin leader line to its point. Works in display pixels, so call it after the
+For each point (highest first) try right and left of it, then slide the label up or down along those sides
+until it is free (a thin leader line then joins it to its point), then above and below. Works in display pixels, so call it after the
 axes limits and layout are fixed (figures here use fixed margins, not a layout engine).
 """
 
@@ -19,15 +19,20 @@ def _hit(a, b, pad: float = 2.0) -> bool:
     return not (a[2] + pad <= b[0] or b[2] + pad <= a[0] or a[3] + pad <= b[1] or b[3] + pad <= a[1])
 
 
-def place_labels(ax, items: list[tuple[float, float, str, str, bool]], fontsize: float = 8) -> None:
-    """items: (x, y, text, colour, bold) in data coordinates."""
+def place_labels(ax, items: list[tuple[float, float, str, str, bool]], fontsize: float = 8, avoid=()) -> None:
+    """items: (x, y, text, colour, bold) in data coordinates; `avoid`: artists (e.g. texts) to keep clear of."""
     fig = ax.figure
     px_per_pt = fig.dpi / 72
     frame = ax.get_window_extent()
     inside = (frame.x0 + 2, frame.y0 + 2, frame.x1 - 2, frame.y1 - 2)
     pts = [tuple(ax.transData.transform((x, y))) for x, y, *_ in items]
-    r = 7 * px_per_pt
+    r = 5 * px_per_pt  # about a marker's radius
     placed: list[tuple[float, float, float, float]] = [(px - r, py - r, px + r, py + r) for px, py in pts]
+    if avoid:
+        renderer = fig.canvas.get_renderer()
+        for artist in avoid:
+            bb = artist.get_window_extent(renderer)
+            placed.append((bb.x0, bb.y0, bb.x1, bb.y1))
     order = sorted(range(len(items)), key=lambda i: -pts[i][1])
     gap = _GAP_PT * px_per_pt
     for i in order:
@@ -36,12 +41,12 @@ def place_labels(ax, items: list[tuple[float, float, str, str, bool]], fontsize:
         lines = text.split("\n")
         w = max(len(s) for s in lines) * fontsize * 0.6 * px_per_pt
         h = len(lines) * fontsize * 1.3 * px_per_pt
-        candidates = [(px + gap, py, "left"), (px - gap, py, "right"), (px, py + gap + h / 2, "center"),
-                      (px, py - gap - h / 2, "center")]
-        for dy in range(1, 40):  # then slide along the right and left sides
+        candidates = [(px + gap, py, "left"), (px - gap, py, "right")]
+        for dy in range(1, 40):  # then slide along the right and left sides (error bars run vertically)
             off = dy * h * 0.35
             candidates += [(px + gap, py + off, "left"), (px + gap, py - off, "left"),
                            (px - gap, py + off, "right"), (px - gap, py - off, "right")]
+        candidates += [(px, py + gap + h / 2, "center"), (px, py - gap - h / 2, "center")]
         own = placed[i]
         chosen = None
         for cx, cy, ha in candidates:
