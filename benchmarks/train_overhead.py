@@ -1,0 +1,107 @@
+"""Overhead of openrs's training worker over a minimal hand-written TRL script: tiny GRPO steps, same run.
+
+    .venv/bin/python benchmarks/train_overhead.py [--steps 6] [--reps 3]
+
+Both sides train the tiny offline model on the same prepared rows of the `tiny` recipe (bundled DeepScaleR
+sample, system + user prompts) with the same reward function (fraction of digit characters, for all three recipe
+reward names), the same seed and the same GRPO values, in this process, alternating repetitions. The baseline is
+`GRPOTrainer(model=path, reward_funcs=..., args=GRPOConfig(<values written by hand>), train_dataset=rows)`;
+openrs is `openrs_cli.train.worker.build_trainer` (recipe -> GRPOConfig mapping, instrumented trainer,
+metrics.jsonl every step, completions.jsonl every step) with checkpoints off on both sides. Only `trainer.train()`
+is timed; per-step medians are compared. Last line: `train_overhead_ratio: <openrs / baseline>` (goal <= 1.05).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}.items():
+    os.environ.setdefault(_k, _v)
+
+
+def digits(prompts, completions, **kw):
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [sum(ch.isdigit() for ch in t) / len(t) if t else 0.0 for t in texts]
+
+
+def toy_rewards(spec, tokenizer=None):
+    funcs = []
+    for name in spec.funcs:
+        def f(prompts, completions, **kw):
+            return digits(prompts, completions)
+        f.__name__ = name
+        funcs.append(f)
+    return funcs, spec.weights or [1.0] * len(funcs)
+
+
+def baseline_trainer(model_dir: str, dataset, out: str, steps: int):
+    from trl import GRPOConfig, GRPOTrainer
+
+    args = GRPOConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+                      num_generations=4, max_completion_length=32, temperature=1.0, learning_rate=1e-4,
+                      lr_scheduler_type="constant", beta=0.04, loss_type="bnpo", use_cpu=True, bf16=False,
+                      activation_checkpointing=False, seed=0, logging_steps=1, save_strategy="no",
+                      report_to="none", disable_tqdm=True, reward_weights=[1.0, 1.0, 1.0])
+    funcs, _ = toy_rewards(type("S", (), {"funcs": ["accuracy", "format", "toy_digits"], "weights": None})())
+    return GRPOTrainer(model=model_dir, reward_funcs=funcs, args=args, train_dataset=dataset)
+
+
+def openrs_trainer(recipe, out: Path):
+    from openrs_cli.train.worker import build_trainer
+
+    trainer, _ = build_trainer(recipe, out, rewards_factory="__main__:toy_rewards")
+    return trainer
+
+
+def timed_train(trainer) -> float:
+    t0 = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--reps", type=int, default=3)
+    a = ap.parse_args()
+
+    from openrs_cli.recipes import load_recipe
+    from openrs_cli.tiny import ensure_tiny_model
+    from openrs_cli.train.data import build_train_dataset
+    from openrs_cli.train.worker import load_tokenizer
+
+    model_dir = str(ensure_tiny_model())
+    recipe = load_recipe("tiny", [f"optim.max_steps={a.steps}", "output.save_steps=100000",
+                                  "output.log_completions_every=1"])
+    dataset, _ = build_train_dataset(recipe, load_tokenizer(recipe))
+    base_s, ours_s = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(a.reps + 1):  # rep 0 warms caches for both and is not counted
+            for side in ("baseline", "openrs") if rep % 2 else ("openrs", "baseline"):
+                out = Path(tmp) / f"{side}-{rep}"
+                out.mkdir()
+                t0 = time.perf_counter()
+                tr = baseline_trainer(model_dir, dataset, str(out), a.steps) if side == "baseline" else \
+                    openrs_trainer(recipe, out)
+                setup = time.perf_counter() - t0
+                per_step = timed_train(tr) / a.steps
+                print(f"rep {rep} {side:8s} setup {setup:6.2f} s  train {per_step:.3f} s/step"
+                      + ("  (warm-up, not counted)" if rep == 0 else ""), flush=True)
+                if rep:
+                    (base_s if side == "baseline" else ours_s).append(per_step)
+                del tr
+    b, o = statistics.median(base_s), statistics.median(ours_s)
+    print(f"baseline (hand-written TRL) median {b:.3f} s/step; openrs worker median {o:.3f} s/step "
+          f"over {a.reps} reps x {a.steps} steps")
+    print(f"train_overhead_ratio: {o / b:.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""`openrs train tiny` end to end through real `accelerate launch` subprocesses on CPU (marked slow).
+
+Covers: the run directory of contract 5, a final/ model that loads and generates, weights that moved under the
+dense toy reward, SIGKILL after the first checkpoint + --resume reaching max_steps with every optimiser step
+done exactly once, and the DeepSpeed ZeRO-2 (CPU) accelerate config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_openrs
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent
+METRIC_KEYS = {"step", "reward_mean", "reward_std", "completion_length_mean", "completion_length_max",
+               "max_completion_length", "truncated_frac", "non_english_frac", "kl", "learning_rate",
+               "step_time_s", "generation_time_s", "optimisation_time_s"}
+
+
+def dense_rewards(spec, tokenizer=None):
+    """Stand-in for openrs_cli.rewards until it is installed: every recipe reward = fraction of digit chars."""
+
+    def make(name):
+        def f(prompts, completions, **kw):
+            texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+            return [sum(ch.isdigit() for ch in t) / len(t) if t else 0.0 for t in texts]
+
+        f.__name__ = name
+        return f
+
+    return [make(n) for n in spec.funcs], spec.weights or [1.0] * len(spec.funcs)
+
+
+def _env() -> dict:
+    try:
+        import openrs_cli.rewards  # noqa: F401
+
+        return {}
+    except ImportError:
+        return {"OPENRS_REWARDS_FACTORY": "test_train_e2e:dense_rewards",
+                "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_tiny_end_to_end(tmp_path, tiny_model_dir):
+    run = tmp_path / "run"
+    t0 = time.time()
+    r = run_openrs("train", "tiny", "--run-dir", str(run), env=_env(), timeout=400)
+    wall = time.time() - t0
+    assert r.returncode == 0, r.stderr[-3000:] + (run / "logs" / "train.log").read_text()[-3000:]
+    assert wall < 180, f"openrs train tiny took {wall:.0f}s"
+    for name in ("recipe.yaml", "launch.json", "metrics.jsonl", "completions.jsonl", "checkpoint-2", "checkpoint-4",
+                 "final/config.json", "final/tokenizer.json", "cost"):
+        assert (run / name).exists(), name
+    launch = json.loads((run / "launch.json").read_text())
+    assert launch["kind"] == "launch" and launch["versions"]["trl"] and launch["placement"]["mode"] == "cpu"
+    assert "accelerate" in launch["commands"][0]["argv"][0] and "openrs_cli.train.worker" in launch["commands"][0]["argv"]
+    metrics = _records(run / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    for m in metrics:
+        assert METRIC_KEYS <= set(m), METRIC_KEYS - set(m)
+        assert m["kind"] == "metrics" and m["max_completion_length"] == 32
+        assert 0 <= m["generation_time_s"] <= m["step_time_s"]
+        assert {f"rewards/{n}/mean" for n in ("accuracy", "format", "toy_digits")} <= set(m)
+    comps = _records(run / "completions.jsonl")
+    assert {c["step"] for c in comps} == {2, 4} and all(c["kind"] == "completions" for c in comps)
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run / "final")
+    model = AutoModelForCausalLM.from_pretrained(run / "final")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    changed = sum(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
+    assert changed > 0  # the dense toy reward moved the weights
+    ids = tok.apply_chat_template([{"role": "user", "content": "1+1?"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, **_env()}
+    args = ["train", "tiny", "optim.max_steps=8", "output.save_steps=2", "--run-dir", str(run), "--no-cost"]
+    proc = subprocess.Popen([sys.executable, "-c", "from openrs_cli.main import run; run()", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    from openrs_cli.train.rundir import is_complete
+
+    deadline = time.time() + 300
+    while time.time() < deadline and not is_complete(run / "checkpoint-2"):
+        assert proc.poll() is None, "training ended before its first checkpoint"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher, accelerate and the worker, mid-run
+    proc.wait()
+    assert not (run / "final").exists() and not (run / "checkpoint-8").exists()
+
+    r = run_openrs("train", "tiny", "--resume", "--run-dir", str(run), "--no-cost", env=_env(), timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:] + (run / "logs" / "train.log").read_text()[-3000:]
+    state = json.loads((run / "checkpoint-8" / "trainer_state.json").read_text())
+    assert state["global_step"] == 8 and state["max_steps"] == 8
+    steps = [m["step"] for m in _records(run / "metrics.jsonl")]
+    assert steps == list(range(1, 9))  # every optimiser step exactly once across the two launches
+    launch = json.loads((run / "launch.json").read_text())
+    assert launch["resume_from"].endswith(tuple(f"checkpoint-{s}" for s in range(2, 8, 2)))
+    assert len(launch["history"]) == 1 and "--resume-from" in launch["commands"][0]["argv"]
+    assert (run / "final" / "model.safetensors").is_file()
+
+
+def test_zero2_cpu_deepspeed(tmp_path):
+    run = tmp_path / "run"
+    r = run_openrs("train", "tiny", "launch.accelerate_config=zero2-cpu", "optim.max_steps=2", "--run-dir", str(run),
+                   "--no-cost", env=_env(), timeout=600)
+    log = (run / "logs" / "train.log").read_text()
+    assert r.returncode == 0, r.stderr[-3000:] + log[-3000:]
+    assert "DeepSpeed" in log or "deepspeed" in log
+    assert [m["step"] for m in _records(run / "metrics.jsonl")] == [1, 2]
+    assert (run / "final" / "config.json").is_file()
