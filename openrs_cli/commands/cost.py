@@ -28,7 +28,16 @@ def _prices(prices_file, price, elec=None, pue=None):
 
 
 def _money(v) -> str:
-    return "n/a" if v is None else f"${v:,.2f}"
+    return "n/a" if v is None else (f"${v:,.2f}" if v >= 1 or v == 0 else f"${v:.4f}")
+
+
+def _rate(v) -> str:
+    return "no price" if v is None else f"${v:.2f}/GPU-h"
+
+
+def _q(v: float) -> str:
+    """A quantity with sensible digits: 96.00, 1,920.0, 0.00123."""
+    return f"{v:,.1f}" if v >= 100 else (f"{v:.2f}" if v >= 1 or v == 0 else f"{v:.3g}")
 
 
 def _num(v, fmt="{:,.2f}", none="n/a") -> str:
@@ -49,12 +58,12 @@ def _print_run(r: dict) -> None:
     else:
         rows.append(("GPUs", f"{r['gpu_count']} x {escape(r['gpu_name'] or 'unknown')}"))
         busy = "" if r["busy_gpu_hours"] is None else (
-            f"; busy {r['busy_gpu_hours']:,.2f} (mean utilisation {r['util_gpu_mean']:.0f}%)")
-        rows.append(("GPU-hours", f"{r['gpu_hours']:,.2f} allocated{busy}"))
+            f"; busy {_q(r['busy_gpu_hours'])} (mean utilisation {r['util_gpu_mean']:.0f}%)")
+        rows.append(("GPU-hours", f"{_q(r['gpu_hours'])} allocated{busy}"))
         rows.append(("idle share", "unknown (no utilisation readings)" if r["idle_share"] is None
                      else f"{r['idle_share']:.1%} of GPU time below 5% utilisation"))
-        rows.append(("energy", "unknown" if r["energy_kwh"] is None else f"{r['energy_kwh']:,.3f} kWh"))
-        rates = ", ".join(f"{escape(k)} {_money(v.get('usd_per_gpu_hour'))}/GPU-h"
+        rows.append(("energy", "unknown" if r["energy_kwh"] is None else f"{_q(r['energy_kwh'])} kWh"))
+        rates = ", ".join(f"{escape(k)} {_rate(v.get('usd_per_gpu_hour'))}"
                           for k, v in r["by_gpu_type"].items())
         rows.append(("cost", f"{_money(r['cost_usd'])} ({rates})" if r["cost_usd"] is not None
                      else f"no dollar figure ({rates})"))
@@ -149,7 +158,7 @@ def estimate(
                   f"training {e['train_s_per_step']:,.1f} s)", highlight=False)
     console.print(f"  wall time   {e['hours']:,.1f} h", highlight=False)
     console.print(f"  GPU-hours   {e['gpu_hours']:,.1f}", highlight=False)
-    cost = (f"{_money(e['cost_usd'])} at {_money(e['usd_per_gpu_hour'])}/GPU-h ({escape(e['price_table'])})"
+    cost = (f"{_money(e['cost_usd'])} at {_rate(e['usd_per_gpu_hour'])} ({escape(e['price_table'])})"
             if e["cost_usd"] is not None else f"no dollar figure: {e['gpu']} has no price (pass --price)")
     console.print(f"  cost        {cost}", highlight=False)
     console.print("  constants:")

@@ -276,7 +276,7 @@ def select_backend(gpu_indices=None, backend=None, host: str = "", clock=None, q
         return backend
     choice = backend or os.environ.get("OPENRS_NVML_BACKEND", "auto")
     if choice.startswith("fake"):
-        return FakeBackend.from_spec(choice.partition(":")[2], clock=clock)
+        return FakeBackend.from_spec(choice.partition(":")[2], clock=clock or SystemClock())
     if choice == "null":
         return NullBackend(gpu_indices, host, reason="forced by OPENRS_NVML_BACKEND=null")
     if choice not in ("auto", "pynvml"):

@@ -191,7 +191,8 @@ class Monitor:
             "rank": _env_int("RANK"), "local_rank": _env_int("LOCAL_RANK"), "start_ts": now,
             "backend": getattr(backend, "name", type(backend).__name__),
             "backend_note": getattr(backend, "reason", ""),
-            "versions": _versions(), "interval_s": self.interval_s, "heartbeat_s": self.heartbeat_s,
+            "versions": _versions(), "price_table": _price_table_id(),
+            "interval_s": self.interval_s, "heartbeat_s": self.heartbeat_s,
             "devices": [t.dev.to_json() for t in self.tracks],
         })
         if self.sample and thread and self.tracks:
@@ -245,6 +246,11 @@ class Monitor:
             d = t.delta(self._hb_snaps[t.dev.uuid], t.snap())
             d["power_w_max"], d["mem_used_max_mib"], d["samples_n"], d["segments"] = (
                 t.power_max, t.mem_max, t.samples, t.segments)
+            pi, e = d["power_integral_j"], d["energy_j"]
+            if d["energy_source"] == "counter" and pi and e is not None and d["gpu_seconds"] >= 10 \
+                    and abs(pi - e) > 0.1 * max(e, 1e-9):
+                self._warn(f"{t.dev.uuid}: energy counter and power polling differ by more than 10% "
+                           f"({e:.0f} J vs {pi:.0f} J); the counter is used")
             t.power_max = t.mem_max = None
             t.samples = t.segments = 0
             gpus.append(d)
@@ -345,6 +351,16 @@ def _measure(name: str, start: float, end: float, per: list[dict]) -> Measuremen
 def _env_int(name: str) -> int | None:
     v = os.environ.get(name, "")
     return int(v) if v.isdigit() else None
+
+
+def _price_table_id() -> dict | None:
+    try:
+        from openrs_cli.cost.prices import load_prices
+
+        t = load_prices()
+        return {"id": t.id, "version": t.version, "date": t.date, "overrides": t.overrides}
+    except Exception:  # noqa: BLE001 - a bad price override must not stop the run; the summary reports it
+        return None
 
 
 def _versions() -> dict:

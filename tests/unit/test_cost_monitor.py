@@ -261,3 +261,20 @@ def test_attach_monitor_records_rank_windows_without_gpu_hours(tmp_path, monkeyp
     assert win["rank"] == 1 and win["step"] == 3 and win["phase"] is True
     s = summarize_run(tmp_path)
     assert s["gpu_hours"] == pytest.approx(4 * 600 / 3600) and s["phases"]["train_step"] == pytest.approx(600)
+
+
+def test_run_start_names_the_price_table_and_counter_vs_polling_disagreement_warns(tmp_path, caplog):
+    class DoubleCounter(FakeBackend):
+        def energy_mj(self, uuid):
+            return 2 * super().energy_mj(uuid)
+
+    clock = FakeClock()
+    mon = open_monitor(tmp_path, kind="train", backend=DoubleCounter([FakeDevice()], clock=clock), clock=clock,
+                       interval_s=1, heartbeat_s=30, thread=False)
+    with caplog.at_level(logging.WARNING, logger="openrs.cost"):
+        drive(mon, clock, 60, 1)
+    mon.close()
+    assert caplog.text.count("differ by more than 10%") == 1
+    start = records(tmp_path)[0]
+    assert start["price_table"]["id"] == "rental-2026" and start["devices"][0]["name"] == "NVIDIA A40"
+    assert start["versions"]["openrs"]
