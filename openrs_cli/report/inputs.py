@@ -15,6 +15,7 @@ Conventions (docs/report.md):
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,13 +136,16 @@ def load_result(path: Path) -> UserResult:
         if key is None or not isinstance(t, dict):
             continue
         p1 = t.get("pass@1")
+        if p1 is None:  # nothing scored for this task (e.g. an interrupted eval)
+            continue
         if not isinstance(p1, (int, float)) or not 0 <= p1 <= 1:
             raise OpenrsError(f"{where}: tasks.{task}.pass@1 = {p1!r} is not a fraction in [0, 1]")
         ci = None
         lo_hi = t.get("ci95")
-        if isinstance(lo_hi, (list, tuple)) and len(lo_hi) == 2 and all(isinstance(v, (int, float)) for v in lo_hi):
+        if (isinstance(lo_hi, (list, tuple)) and len(lo_hi) == 2
+                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in lo_hi)):
             ci = 100 * (lo_hi[1] - lo_hi[0]) / 2
-        elif isinstance(t.get("stderr"), (int, float)):
+        elif isinstance(t.get("stderr"), (int, float)) and math.isfinite(t["stderr"]):
             ci = 100 * 1.96 * t["stderr"]
         scores[key] = Score(100 * p1, ci)
     model = str(rec.get("model") or path.parent.name)
@@ -276,6 +280,9 @@ def collect(results_paths: list[Path], runs_paths: list[Path]) -> UserData:
     for name, results in by_series.items():
         results.sort(key=lambda r: (r.step is None, r.step or 0))
         chosen = results[-1]  # the final model if evaluated, else the highest step
+        if not chosen.scores:
+            out.notes.append(f"{show_path(chosen.path)}: none of its tasks is a Table 2 benchmark; not in the table")
+            continue
         title = name if len(results) == 1 else f"{name} ({'final' if chosen.step is None else f'step {chosen.step}'})"
         run = runs.get(chosen.run_dir.resolve()) if chosen.run_dir else None
         base = str(((run.recipe.get("model") or {}).get("id", "")) if run else "")
