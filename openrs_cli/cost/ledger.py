@@ -62,10 +62,10 @@ class LedgerWriter:
     def write(self, record: dict) -> None:
         if self._fd is None or self._failed:
             return
-        line = (json.dumps({**header("ledger"), **record}, separators=(",", ":"), allow_nan=False) + "\n").encode()
         with self._lock:
             try:
-                view = memoryview(line)
+                line = json.dumps({**header("ledger"), **record}, separators=(",", ":"), allow_nan=False, default=str)
+                view = memoryview((line + "\n").encode())
                 while view:  # a regular file takes the whole line at once; loop only on a short write
                     n = os.write(self._fd, view)
                     view = view[n:]

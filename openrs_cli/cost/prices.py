@@ -103,8 +103,10 @@ def _read_table_file(path: Path) -> dict:
         raise LedgerError(f"cannot read price file {path}: {e}; check the path") from e
     try:
         if path.suffix == ".toml":
-            import tomllib
-
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise LedgerError(f"price file {path}: TOML needs Python 3.11+; write it as JSON") from None
             return tomllib.loads(text)
         return json.loads(text)
     except ValueError as e:

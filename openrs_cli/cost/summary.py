@@ -71,12 +71,18 @@ def _union_seconds(spans: list[tuple[float, float]]) -> float:
 def summarize_records(records: list[dict], prices: PriceTable, where: str = "") -> dict:
     """The summary dict of one run from its ledger records (any order, duplicates allowed)."""
     warnings: list[str] = []
-    starts = [r["start_ts"] for r in records if r.get("record") == "run_start"]
-    ends = [r["end_ts"] for r in records if r.get("record") in ("run_end", "interval", "window")]
-    if not starts:
+    # Wall time is the union of the monitors' spans: a resumed run does not bill the gap between its sessions.
+    spans: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("record") == "run_start":
+            spans.setdefault(r.get("monitor_id"), [r["start_ts"], r["start_ts"]])[0] = r["start_ts"]
+    if not spans:
         raise LedgerError(f"{where}: the ledger has no run_start record; is this an openrs cost ledger?")
-    t0, t1 = min(starts), max(ends + starts)
-    wall = t1 - t0
+    for r in records:
+        if r.get("record") in ("run_end", "interval", "window") and r.get("monitor_id") in spans:
+            spans[r["monitor_id"]][1] = max(spans[r["monitor_id"]][1], r["end_ts"])
+    t0, t1 = min(s for s, _ in spans.values()), max(e for _, e in spans.values())
+    wall = _union_seconds([tuple(v) for v in spans.values()])
     devices = {}
     for r in records:
         if r.get("record") == "run_start" and r.get("role") == "sampler":

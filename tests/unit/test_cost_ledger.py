@@ -129,3 +129,18 @@ def test_two_samplers_on_one_node_are_deduplicated(tmp_path, monkeypatch):
     assert s["gpu_count"] == 4
     assert s["gpu_hours"] == pytest.approx(4 * 3700 / 3600)  # union of [0, 3600] and [100, 3700]
     assert s["energy_kwh"] == pytest.approx(4 * 0.4 * 3700 / 3600)
+
+
+def test_a_resumed_run_does_not_bill_the_gap_between_sessions(tmp_path):
+    clock = FakeClock()
+    for session in range(2):
+        mon = open_monitor(tmp_path, kind="train", backend=FakeBackend([FakeDevice(uuid="GPU-0")], clock=clock),
+                           clock=clock, interval_s=60, heartbeat_s=600, thread=False)
+        for _ in range(60):
+            clock.advance(60)
+            mon.tick()
+        mon.close("interrupted" if session == 0 else "ok")
+        clock.advance(5 * 3600)  # five hours down before the resume
+    s = summarize_run(tmp_path)
+    assert s["wall_s"] == pytest.approx(7200) and s["gpu_hours"] == pytest.approx(2.0)
+    assert s["phases"]["other"] == pytest.approx(7200) and s["status"] == "interrupted,ok"
