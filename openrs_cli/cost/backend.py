@@ -283,7 +283,7 @@ def select_backend(gpu_indices=None, backend=None, host: str = "", clock=None, q
         log.warning("openrs cost: OPENRS_NVML_BACKEND=%s is not one of pynvml, null, fake:<json>; using auto", choice)
     try:
         return PynvmlBackend(gpu_indices)
-    except NvmlUnavailable as e:
+    except (NvmlUnavailable, OSError) as e:  # OSError: a broken libnvidia-ml on the loader path
         log.log(logging.INFO if quiet else logging.WARNING,
                 "openrs cost: no NVML (%s); recording wall-clock GPU time only, energy unknown", e)
         return NullBackend(gpu_indices, host, reason=str(e))

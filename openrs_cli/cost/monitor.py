@@ -182,7 +182,8 @@ class Monitor:
         self.sample = sample and self._take_node_lock()
         now = self.clock.time()
         self.start_ts = now
-        self.tracks = [_Track(d, backend, now) for d in self._safe(backend.devices, [])]
+        tracks = [self._safe(_Track, None, d, backend, now) for d in self._safe(backend.devices, [])]
+        self.tracks = [t for t in tracks if t is not None]
         self._hb_start = now
         self._hb_snaps = {t.dev.uuid: t.snap() for t in self.tracks}
         self.writer.write({
