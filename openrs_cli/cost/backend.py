@@ -56,21 +56,19 @@ class FakeClock:
         self.now += seconds
 
 
-def allocated_indices(gpu_indices=None) -> list[int] | None:
-    """The GPU indices this run may use: explicit, else CUDA_VISIBLE_DEVICES (numeric entries), else None (all)."""
-    if gpu_indices is not None:
-        return [int(i) for i in gpu_indices]
+def allocated_indices(gpu_indices=None) -> list | None:
+    """Physical GPUs (NVML index, or UUID string) this run may use; None = all.
+
+    `gpu_indices` are CUDA indices as this process sees them: when CUDA_VISIBLE_DEVICES is set they index into it
+    (NVML ignores that variable, so they are mapped here). Without `gpu_indices`, CUDA_VISIBLE_DEVICES itself."""
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if cvd is None:
-        return None
-    out = []
-    for part in cvd.split(","):
-        part = part.strip()
-        if part.isdigit():
-            out.append(int(part))
-        elif part:  # UUID or MIG id: cannot map to an index without NVML; resolved by PynvmlBackend
-            out.append(part)  # type: ignore[arg-type]
-    return out
+    visible = None
+    if cvd is not None:
+        visible = [int(p) if p.strip().isdigit() else p.strip() for p in cvd.split(",") if p.strip()]
+    if gpu_indices is None:
+        return visible
+    idx = [int(i) for i in gpu_indices]
+    return idx if visible is None else [visible[i] for i in idx if i < len(visible)]
 
 
 class NullBackend:

@@ -395,9 +395,7 @@ def attach_monitor(run_dir, *, kind: str = "train", gpu_indices=None, backend=No
     ledger, so GPU-hours are never counted twice.
     """
     if gpu_indices is None and _env_int("LOCAL_RANK") is not None:
-        lr = _env_int("LOCAL_RANK")
-        alloc = allocated_indices(None)
-        gpu_indices = [alloc[lr]] if alloc and lr < len(alloc) else [lr]
+        gpu_indices = [_env_int("LOCAL_RANK")]  # CUDA index within CUDA_VISIBLE_DEVICES, mapped by the backend
     be = select_backend(gpu_indices, backend, host=host_name(), clock=clock, quiet=True)
     if getattr(be, "name", "") == "null" and allocated_indices(None) is None:
         be = NullBackend([])  # no NVML and no CUDA_VISIBLE_DEVICES: a CPU rank has no GPU to name

@@ -176,6 +176,7 @@ def _fake_pynvml(monkeypatch):
 
 def test_pynvml_backend_maps_devices_and_errors(monkeypatch, caplog):
     _fake_pynvml(monkeypatch)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     be = PynvmlBackend(gpu_indices=None)
     d0, d1 = be.devices()
     assert (d0.uuid, d0.has_energy_counter, d0.mem_total_mib, d0.power_limit_w) == ("GPU-0", True, 81920, 400.0)
@@ -186,6 +187,11 @@ def test_pynvml_backend_maps_devices_and_errors(monkeypatch, caplog):
         assert be.power_mw("GPU-0") is None
     assert caplog.text.count("unavailable on GPU-0") == 1
     assert [d.uuid for d in PynvmlBackend(gpu_indices=[1]).devices()] == ["GPU-1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # CUDA index 0 of this process is physical GPU 1
+    assert [d.uuid for d in PynvmlBackend(gpu_indices=[0]).devices()] == ["GPU-1"]
+    assert [d.uuid for d in PynvmlBackend().devices()] == ["GPU-1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-0")
+    assert [d.uuid for d in PynvmlBackend().devices()] == ["GPU-0"]
 
 
 def test_real_nvml_on_this_machine_never_raises(monkeypatch, tmp_path):
