@@ -82,8 +82,9 @@ def build_report(
     say = on_progress or (lambda _msg: None)
     user = collect(list(results or []), list(runs or []))
     if (results or runs) and not (user.rows or user.runs):
-        raise OpenrsError("no results or training runs found in the paths given; pass the directories that "
-                          "`openrs eval` / `openrs train` wrote")
+        why = user.notes[-1] if user.notes else "no usable results or training runs"
+        raise OpenrsError(f"nothing to add from the paths given ({why}); pass what `openrs eval` / `openrs train` "
+                          "wrote")
     prepare_out(out)
     res = ReportResult(out_dir=out, notes=list(user.notes))
     rows = paper_models() + user.rows

@@ -272,6 +272,11 @@ def collect(results_paths: list[Path], runs_paths: list[Path]) -> UserData:
         merged[key] = res
         if res.run_dir and res.run_dir.resolve() not in runs:
             runs[res.run_dir.resolve()] = load_run(res.run_dir, out.notes)
+    names: set[str] = set()
+    for run in runs.values():  # two runs called the same: name them by their parent too
+        if run.name in names:
+            run.name = f"{run.path.parent.name}/{run.name}"
+        names.add(run.name)
     out.runs = list(runs.values())
     out.cost_rows = [_cost_row(r) for r in out.runs if r.cost or r.recipe]
     by_series: dict[str, list[UserResult]] = {}

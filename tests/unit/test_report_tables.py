@@ -44,7 +44,7 @@ def write_results(path: Path, model: str, tasks: dict, label: str = "", **extra)
     """A results.json as `openrs eval` writes it (contract 4)."""
     rec = {**header("results"), "model": model, "revision": None, "label": label, "backend": "transformers",
            "sampling": {"temperature": 0.6, "top_p": 0.95, "samples": 4, "max_new_tokens": 32768, "seed": 0},
-           "tasks": tasks, "average": {"pass@1": sum(t["pass@1"] for t in tasks.values()) / len(tasks),
+           "tasks": tasks, "average": {"pass@1": sum(t["pass@1"] or 0 for t in tasks.values()) / len(tasks),
                                        "tasks": list(tasks)},
            "wall_time_s": 12.5, "cost_ledger": None, **extra}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,3 +179,21 @@ def test_tables_only_run_writes_tables_and_report_md(tmp_path, cli):
     # a second run into the same (openrs-made) directory is allowed
     code, _, err = cli("report", "--out", str(out), "--format", "csv")
     assert code == 0, err
+
+
+def test_unscored_and_unknown_tasks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # openrs eval writes pass@1 None (and NaN CIs) for a task with nothing scored: skipped, not an error
+    nan_ci = {**task(0.5), "ci95": [float("nan"), float("nan")]}
+    write_results(Path("e/a/results.json"), "m", {"aime24": {**task(0.1), "pass@1": None}, "amc23": nan_ci},
+                  label="a")
+    rows = collect([Path("e")], []).rows
+    assert set(rows[0].scores) == {"amc23"} and rows[0].scores["amc23"].ci == pytest.approx(100 * 1.96 * 0.05)
+    write_results(Path("g/results.json"), "m", {"gsm8k": task(0.5)}, label="g")
+    user = collect([Path("g")], [])
+    assert user.rows == [] and "none of its tasks is a Table 2 benchmark" in user.notes[0]
+    from openrs_cli.report import build_report
+
+    with pytest.raises(OpenrsError, match="nothing to add from the paths given"):
+        build_report([Path("g")], [], Path("out"), ("csv",))
+    assert not Path("out").exists()
