@@ -12,10 +12,11 @@ workers alike) with math-verify's timeouts disabled. Inside the worker an interv
 `cfg.timeout_s` (TIMEOUT); if the worker does not answer within `timeout_s + 1 s` it is killed and replaced.
 The gold gets its own `timeout_s` budget (math-verify's behaviour: a gold that times out is unparseable).
 
-Speed. `grade_many` groups pairs by gold so each gold is parsed once per worker (LRU cache), streams results
-back per completion, and adds a worker when every worker is stuck on a slow item, so a batch with a few
-pathological completions still finishes in about one time limit. Before the symbolic comparison it checks
-whether the extracted answer and gold strings are identical: math-verify's `verify` compares every
+Speed. `grade_many` sends items one at a time, preferring a worker that already parsed that gold (each worker
+keeps an LRU cache of parsed golds, so a prompt's gold is parsed about once); an item running longer than
+0.3 s stops counting its worker as available and an idle one (two are kept started) takes over, so a batch
+with a few pathological completions still finishes in about one time limit. Before the symbolic comparison
+it checks whether the extracted answer and gold strings are identical: math-verify's `verify` compares every
 (gold, pred) pair and its string-string pair is plain equality, so that shortcut can never change a verdict.
 """
 
@@ -94,6 +95,9 @@ FIXED_REWARD = GraderConfig(gold_kind="latex+expr", gold_mode="first_match", pre
 
 _KILL_GRACE_S = 1.0
 _START_S = 120.0  # a worker that has not imported math-verify by then is replaced
+_STUCK_S = 0.3  # an item running longer than this no longer counts its worker as available
+_SPARES = 2  # idle workers kept started beyond those in use
+_MAX_WORKERS = 32
 _CAP = 500
 
 
@@ -127,26 +131,14 @@ def grade(completion: str, gold: str, cfg: GraderConfig = EVAL_LATEX_GOLD) -> Gr
 def gold_parses(gold: str, cfg: GraderConfig = EVAL_LATEX_GOLD) -> bool:
     """True if math-verify extracts a gold from `gold` under cfg (within the time limit)."""
     cfg = replace(cfg, gold_fallback_raw=False)
-    return _pool().run([("gold", cfg, _as_text(gold), [""])], 1)[0][0] is not None
+    return _pool().run("gold", cfg, [(_as_text(gold), "")], 1)[0] is not None
 
 
 def grade_many(pairs: Sequence[tuple[str, str]], cfg: GraderConfig = EVAL_LATEX_GOLD,
                workers: int | None = None) -> list[GradeResult]:
     """Grade (completion, gold) pairs in worker processes; same results as grade() one by one, in order."""
-    groups: dict[str, list[int]] = {}
-    for i, (_, g) in enumerate(pairs):
-        groups.setdefault(_as_text(g), []).append(i)
-    tasks, index = [], []
-    for g, idxs in groups.items():
-        for k in range(0, len(idxs), 8):  # small tasks keep the workers balanced
-            chunk = idxs[k:k + 8]
-            tasks.append(("grade", cfg, g, [_as_text(pairs[i][0]) for i in chunk]))
-            index.append(chunk)
-    out: list[GradeResult | None] = [None] * len(pairs)
-    for chunk, results in zip(index, _pool().run(tasks, workers or default_workers())):
-        for i, r in zip(chunk, results):
-            out[i] = r
-    return out  # type: ignore[return-value]
+    items = [(_as_text(g), _as_text(c)) for c, g in pairs]
+    return _pool().run("grade", cfg, items, workers or default_workers()) if items else []
 
 
 def default_workers() -> int:
@@ -306,7 +298,6 @@ def _worker_main(rfd: int, wfd: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))  # huge powers: MemoryError, not OOM
     except (ImportError, ValueError, OSError):
         pass
-    sys.setrecursionlimit(20000)
     import math_verify  # noqa: F401  warm the import before saying ready
 
     def on_alarm(signum, frame):
@@ -321,16 +312,12 @@ def _worker_main(rfd: int, wfd: int) -> None:
         body = _read_exact(rfd, struct.unpack("!I", head)[0])
         if body is None:
             return
-        op, cfg, gold, completions = pickle.loads(body)
-        for c in completions:
-            try:
-                if op == "gold":
-                    res = _shown(_parsed_gold(gold, cfg)) if _parsed_gold(gold, cfg) else None
-                else:
-                    res = _grade_one(c, gold, cfg)
-            except (_Deadline, Exception):  # noqa: BLE001 - a late alarm or a bug: never kill the loop
-                res = None if op == "gold" else GradeResult(Verdict.ANSWER_UNPARSEABLE, None, None)
-            _send(wfd, res)
+        op, cfg, gold, completion = pickle.loads(body)
+        try:
+            res = _shown(_parsed_gold(gold, cfg)) if op == "gold" else _grade_one(completion, gold, cfg)
+        except (_Deadline, Exception):  # noqa: BLE001 - a late alarm or a bug: never kill the loop
+            res = None if op == "gold" else GradeResult(Verdict.ANSWER_UNPARSEABLE, None, None)
+        _send(wfd, res)
 
 
 # ----------------------------------------------------------------------------------------- parent side
@@ -347,10 +334,10 @@ class _Worker:
         self.wfd, self.rfd = p_w, p_r
         self.buf = bytearray()
         self.ready = False
-        self.task: int | None = None  # index of the task in flight
-        self.offset = 0  # its first completion sent to this worker
-        self.done = 0  # completions of that task answered so far
-        self.since = 0.0  # when the current completion started
+        self.task: int | None = None  # index of the item in flight
+        self.gold = ""  # its gold
+        self.golds: set[str] = set()  # golds this worker has parsed (cached)
+        self.since = 0.0  # when the current item was sent
         self.dead = False
         self.born = time.monotonic()
 
@@ -402,10 +389,17 @@ class _Pool:
                     return w
                 self.total -= 1
                 w.kill()
-            if self.total >= 32 and not force:
+            if self.total >= _MAX_WORKERS and not force:
                 return None
             self.total += 1
         return _Worker()
+
+    def _warm(self, n: int) -> None:
+        """Start idle workers until n exist, so a stuck worker can be covered without waiting for imports."""
+        with self.lock:
+            while self.total < min(n, _MAX_WORKERS):
+                self.total += 1
+                self.idle.insert(0, _Worker())  # taken last: ready ones are popped first
 
     def _give(self, w: _Worker, ok: bool) -> None:
         with self.lock:
@@ -415,32 +409,42 @@ class _Pool:
             self.total -= 1
         w.kill()
 
-    def run(self, tasks: list, nworkers: int) -> list[list]:
-        """Run tasks (op, cfg, gold, completions); one result per completion, in order."""
-        results: list[list] = [[] for _ in tasks]
-        pending = [(t, 0) for t in range(len(tasks))][::-1]  # (task, first completion not yet sent)
+    def run(self, op: str, cfg: GraderConfig, items: list[tuple[str, str]], nworkers: int) -> list:
+        """Run (gold, completion) items one at a time on workers, preferring a worker that parsed the gold."""
+        results: list = [None] * len(items)
+        todo: dict[str, list[int]] = {}  # gold -> item indices still to send (reversed)
+        for i, (g, _) in enumerate(items):
+            todo.setdefault(g, []).append(i)
+        for v in todo.values():
+            v.reverse()
+        left = len(items)
         busy: list[_Worker] = []
         startup_failures = 0
-        for _ in range(max(1, min(nworkers, len(tasks)))):
+        nworkers = max(1, min(nworkers, len(items)))
+        for _ in range(nworkers):
             w = self._take(force=not busy)
             if w:
                 busy.append(w)
+        self._warm(len(busy) + _SPARES)
         try:
-            while pending or any(w.task is not None for w in busy):
+            while left:
                 now = time.monotonic()
                 for w in busy:
-                    if w.ready and w.task is None and pending:
-                        w.task, w.offset = pending.pop()
-                        w.done, w.since = 0, now
-                        op, cfg, gold, comps = tasks[w.task]
+                    if w.ready and w.task is None and todo:
+                        gold = next((g for g in todo if g in w.golds), None)
+                        if gold is None:  # a gold nobody works on yet, else the biggest group left
+                            taken = {x.gold for x in busy if x.task is not None}
+                            gold = next((g for g in todo if g not in taken), None) or max(todo, key=lambda g: len(todo[g]))
+                        w.task, w.gold, w.since = todo[gold].pop(), gold, now
+                        if not todo[gold]:
+                            del todo[gold]
                         try:
-                            _send(w.wfd, (op, cfg, gold, comps[w.offset:]))
-                        except OSError:  # died while idle: nothing was graded, hand the task to another
-                            pending.append((w.task, w.offset))
-                            w.task = None
-                            w.dead = True
-                # every worker stuck on a slow item while work waits: add one so the batch stays bounded
-                if pending and all(w.ready and w.task is not None and now - w.since > 0.5 for w in busy):
+                            _send(w.wfd, (op, cfg, gold, items[w.task][1]))
+                        except OSError:  # died while idle: nothing was graded, hand the item to another
+                            todo.setdefault(gold, []).append(w.task)
+                            w.task, w.dead = None, True
+                # a worker stuck on a slow item does not count: add one so the batch stays bounded
+                if todo and sum(not (w.task is not None and now - w.since > _STUCK_S) for w in busy) < nworkers:
                     w = self._take()
                     if w:
                         busy.append(w)
@@ -453,13 +457,13 @@ class _Pool:
                         if startup_failures >= 3:
                             raise RuntimeError("grading worker processes fail to start: run `python -c "
                                                "'import math_verify'` to see why")
-                    if msgs is None or (not w.ready and now - w.born > _START_S) or (w.task is not None and now - w.since > self._limit(tasks[w.task][1], w)):
-                        if w.task is not None:  # record the completion it hung or died on, requeue the rest
-                            op, _, _, comps = tasks[w.task]
-                            results[w.task].append(None if op == "gold" else GradeResult(
-                                Verdict.ANSWER_UNPARSEABLE if msgs is None else Verdict.TIMEOUT, None, None))
-                            if w.offset + w.done + 1 < len(comps):
-                                pending.append((w.task, w.offset + w.done + 1))
+                    limit = cfg.timeout_s * (1 if w.gold in w.golds else 2) + _KILL_GRACE_S  # +gold parse
+                    if msgs is None or (not w.ready and now - w.born > _START_S) or (
+                            w.task is not None and now - w.since > limit):
+                        if w.task is not None:  # it hung (killed) or died on this item
+                            results[w.task] = None if op == "gold" else GradeResult(
+                                Verdict.ANSWER_UNPARSEABLE if msgs is None else Verdict.TIMEOUT, None, None)
+                            left -= 1
                         busy.remove(w)
                         self._give(w, ok=False)
                         busy.append(self._take(force=True))
@@ -467,11 +471,12 @@ class _Pool:
                     for m in msgs:
                         if m == "ready":
                             w.ready = True
-                            continue
-                        results[w.task].append(m)
-                        w.done, w.since = w.done + 1, now
-                        if w.offset + w.done == len(tasks[w.task][3]):
-                            w.task = None
+                        elif w.task is not None:
+                            results[w.task], w.task = m, None
+                            if len(w.golds) > 4000:  # the worker's gold cache holds 4096
+                                w.golds.clear()
+                            w.golds.add(w.gold)
+                            left -= 1
         except BaseException:
             for w in busy:
                 self._give(w, ok=False)
@@ -479,10 +484,6 @@ class _Pool:
         for w in busy:
             self._give(w, ok=True)
         return results
-
-    @staticmethod
-    def _limit(cfg: GraderConfig, w: _Worker) -> float:
-        return cfg.timeout_s * (2 if w.done == 0 else 1) + _KILL_GRACE_S  # a task's first item parses the gold
 
 
 _POOL: _Pool | None = None
