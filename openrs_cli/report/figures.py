@@ -115,7 +115,7 @@ def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
                     ax.errorbar(x, y, yerr=ci, fmt="none", ecolor=col[r.model], elinewidth=1.3, capsize=4, zorder=2)
                 ax.scatter([x], [y], marker=m, s=s, color=col[r.model], edgecolor="white", linewidth=0.8, zorder=3)
             text = "\n".join(f"{r.model}" for r in members) + f"  {y:.1f}"
-            cost = f" (${x:,.0f})" if attr == "cost_usd" and x >= 1 else ""
+            cost = "" if attr != "cost_usd" else (f" (${x:,.0f})" if x >= 1 else f" (${x:.2g})")
             items.append((x, y, text + cost, _dark(col[members[-1].model]),
                            any(r.group == "Open-RS" for r in members)))
         place_labels(ax, items, fontsize=8, avoid=avoid)
@@ -216,7 +216,7 @@ def average(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
     ax.set_axisbelow(True)
     ax.set_title("Average performance", fontsize=13)
     if missing:
-        fig.text(0.01, 0.015, "Not shown (a benchmark is not reported): " + ", ".join(missing), fontsize=8,
+        fig.text(0.01, 0.015, "Not shown (not every benchmark reported or evaluated): " + ", ".join(missing), fontsize=8,
                  color="#555555")
     return []
 

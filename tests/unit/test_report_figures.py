@@ -114,12 +114,17 @@ def test_report_md_and_self_contained_html(report_dir):
     assert "</html>" in html
 
 
-def test_default_report_without_arguments(tmp_path, monkeypatch):
-    """What a newcomer runs first: the paper's own tables and figures, into ./openrs-report/."""
+def test_default_report_without_arguments(tmp_path, monkeypatch, cli):
+    """What a newcomer runs first, `openrs report`: the paper's own tables and figures, into ./openrs-report/."""
     monkeypatch.chdir(tmp_path)
-    res = build_report(formats=("png", "md"))
-    figs = sorted(p.name for p in (tmp_path / "openrs-report" / "figures").iterdir())
-    assert figs == ["average.png", "benchmarks.png", "checkpoints.png", "figure1.png"]
-    assert not any("training" in n for n in figs) and res.out_dir == Path("openrs-report")
-    md = (tmp_path / "openrs-report" / "report.md").read_text()
+    code, out, err = cli("report")
+    assert code == 0, err
+    assert "wrote 16 files to openrs-report/" in out
+    rep = tmp_path / "openrs-report"
+    figs = sorted(p.name for p in (rep / "figures").iterdir())
+    assert figs == sorted(f"{n}.{e}" for n in ("average", "benchmarks", "checkpoints", "figure1")
+                          for e in ("png", "svg"))
+    md = (rep / "report.md").read_text()
     assert "This is the paper's own data" in md and "Open-RS3 (50 steps)" in md
+    assert (rep / "report.html").read_text().count("data:image/png;base64,") == 4
+    assert (rep / ".openrs-report").exists()
