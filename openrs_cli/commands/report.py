@@ -16,7 +16,8 @@ HELP = ("Regenerate the paper's tables (Table 2, Tables 3/4) and figures (Figure
 
 def report(
     results: Annotated[list[Path] | None, typer.Option(
-        "--results", "-r", help="results.json from `openrs eval`, or a directory searched for them (repeatable)")] = None,
+        "--results", "-r",
+        help="results.json from `openrs eval`, or a directory searched for them (repeatable)")] = None,
     runs: Annotated[list[Path] | None, typer.Option(
         "--runs", help="A run dir from `openrs train` or a directory of run dirs (repeatable): training curves, "
                        "cost, and the results.json inside it")] = None,
@@ -34,5 +35,6 @@ def report(
     for note in dict.fromkeys(res.notes):
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     main = [p for p in res.files if p.name in ("report.md", "report.html")]
-    console.print(f"wrote {len(res.files)} files to {escape(show_path(res.out_dir))}/ in {res.seconds:.1f} s"
-                  + (": " + ", ".join(escape(show_path(p)) for p in main) if main else ""), highlight=False, soft_wrap=True)
+    where = ": " + ", ".join(escape(show_path(p)) for p in main) if main else ""
+    console.print(f"wrote {len(res.files)} files to {escape(show_path(res.out_dir))}/ in {res.seconds:.1f} s{where}",
+                  highlight=False, soft_wrap=True)

@@ -89,12 +89,12 @@ def _table_html(md: str) -> str:
             rows.append(f'<tr class="group"><td colspan="{len(head)}">{_inline(c[0])}</td></tr>')
         else:
             rows.append("<tr>" + "".join(f'<td style="text-align:{a}">{_inline(x)}</td>'
-                                         for x, a in zip(c, align)) + "</tr>")
+                                         for x, a in zip(c, align, strict=False)) + "</tr>")
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
-_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
 th,td{padding:.3em .6em;border-bottom:1px solid #ddd}th{border-bottom:2px solid #444;text-align:left}
 tr.group td{font-style:italic;background:#f4f4f4}img{max-width:100%;height:auto;border:1px solid #eee}
 figure{margin:1.5em 0}figcaption{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}"""

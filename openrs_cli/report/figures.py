@@ -1,5 +1,6 @@
 """The report's figures (matplotlib, Agg, no pyplot state): Figure 1, pass@1 per benchmark, average pass@1,
-eval over checkpoints, and training curves per run. Every model keeps one colour in every figure (`colors`).
+eval over checkpoints, and training curves per run (drawn by `curves.py`). Every model keeps one colour in
+every figure (`colors`).
 
 `render_all(...)` saves each figure as PNG and/or SVG and returns `RenderedFigure`s (with PNG bytes for the
 self-contained HTML). matplotlib is imported here only, so importing openrs stays fast.
@@ -8,13 +9,13 @@ self-contained HTML). matplotlib is imported here only, so importing openrs stay
 from __future__ import annotations
 
 import io
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from openrs_cli.report.data import BENCHMARKS, BENCH_TITLES, CHECKPOINT_BENCHES, ModelRow, Series
+from openrs_cli.report.curves import training
+from openrs_cli.report.data import BENCH_TITLES, BENCHMARKS, CHECKPOINT_BENCHES, ModelRow, Series
 from openrs_cli.report.labels import place_labels
 
 # Colour families per Table 2 group (shades in row order); Open-RS3 gets the paper's highlight red.
@@ -101,8 +102,10 @@ def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
         for r in refs:
             y = r.scores["aime24"].mean
             ax.axhline(y, color=col[r.model], ls="--", lw=1.2, zorder=1)
-            avoid.append(ax.text(0.99, y + 0.6, f"{r.model} {y:.1f} ({'size' if attr == 'size_b' else 'cost'} not disclosed)",
-                    transform=ax.get_yaxis_transform(), ha="right", va="bottom", fontsize=8, color=_dark(col[r.model])))
+            what = "size" if attr == "size_b" else "cost"
+            avoid.append(ax.text(0.99, y + 0.6, f"{r.model} {y:.1f} ({what} not disclosed)", fontsize=8,
+                                 transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+                                 color=_dark(col[r.model])))
         groups: dict[tuple[float, float], list[ModelRow]] = {}
         for r in pts:
             groups.setdefault((round(getattr(r, attr), 6), round(r.scores["aime24"].mean, 6)), []).append(r)
@@ -168,8 +171,8 @@ def benchmarks(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
     ys = _y_layout(rows)
     axes = fig.subplots(1, len(BENCHMARKS), sharey=True)
     fig.subplots_adjust(left=0.17, right=0.99, bottom=0.08, top=0.9, wspace=0.08)
-    for ax, (key, title) in zip(axes, BENCHMARKS):
-        for y, r in zip(ys, rows):
+    for ax, (key, title) in zip(axes, BENCHMARKS, strict=False):
+        for y, r in zip(ys, rows, strict=False):
             s = r.scores.get(key)
             if s is None:
                 ax.text(1, y, "not evaluated" if r.user else "not reported", va="center", fontsize=7,
@@ -185,7 +188,7 @@ def benchmarks(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
         ax.grid(True, axis="x", alpha=0.3)
         ax.set_axisbelow(True)
     axes[0].set_yticks(ys, [r.model for r in rows], fontsize=8)
-    for lbl, r in zip(axes[0].get_yticklabels(), rows):
+    for lbl, r in zip(axes[0].get_yticklabels(), rows, strict=False):
         if r.user or r.group == "Open-RS":
             lbl.set_fontweight("bold")
     axes[0].set_ylim(min(ys) - 0.8, 0.8)
@@ -200,12 +203,12 @@ def average(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
     ax = fig.subplots()
     fig.subplots_adjust(left=0.3, right=0.97, bottom=0.14 if missing else 0.09, top=0.93)
     ys = list(range(len(have)))
-    for y, r in zip(ys, have):
+    for y, r in zip(ys, have, strict=False):
         ax.barh(y, r.avg.mean, height=0.75, color=col[r.model], xerr=r.avg.ci or None,
                 error_kw={"elinewidth": 1, "capsize": 3, "ecolor": "#333333"})
         ax.text(r.avg.mean + (r.avg.ci or 0) + 0.8, y, _val_text(r, "avg"), va="center", fontsize=8)
     ax.set_yticks(ys, [r.model for r in have], fontsize=9)
-    for lbl, r in zip(ax.get_yticklabels(), have):
+    for lbl, r in zip(ax.get_yticklabels(), have, strict=False):
         if r.user or r.group == "Open-RS":
             lbl.set_fontweight("bold")
     top = max((r.avg.mean + (r.avg.ci or 0) for r in have), default=50)
@@ -216,7 +219,8 @@ def average(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
     ax.set_axisbelow(True)
     ax.set_title("Average performance", fontsize=13)
     if missing:
-        fig.text(0.01, 0.015, "Not shown (not every benchmark reported or evaluated): " + ", ".join(missing), fontsize=8,
+        fig.text(0.01, 0.015, "Not shown (not every benchmark reported or evaluated): " + ", ".join(missing),
+                 fontsize=8,
                  color="#555555")
     return []
 
@@ -226,7 +230,7 @@ def checkpoints(fig, series: list[Series], col: dict[str, str]) -> list[str]:
     axes = fig.subplots(1, len(CHECKPOINT_BENCHES))
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.86, wspace=0.2)
     style = {s.name: LINESTYLES[i % len(LINESTYLES)] for i, s in enumerate(series)}
-    for ax, key in zip(axes, CHECKPOINT_BENCHES):
+    for ax, key in zip(axes, CHECKPOINT_BENCHES, strict=False):
         for s in series:
             pts = [(step, sc[key]) for step, sc in s.points if key in sc]
             if not pts:
@@ -262,87 +266,6 @@ def checkpoints(fig, series: list[Series], col: dict[str, str]) -> list[str]:
     fig.suptitle("Evaluation over training checkpoints (paper: single-sample scores from the open-rs logs)",
                  fontsize=12)
     return []
-
-
-def _smooth(vals: list[float], window: int) -> list[float]:
-    out, acc, q = [], 0.0, []
-    for v in vals:
-        q.append(v)
-        acc += v
-        if len(q) > window:
-            acc -= q.pop(0)
-        out.append(acc / len(q))
-    return out
-
-
-def training(fig, run, color: str) -> list[str]:
-    """The curves the paper discusses, from one run's metrics.jsonl."""
-    m = run.metrics
-    axes = fig.subplots(2, 3).ravel()
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.08, top=0.9, wspace=0.25, hspace=0.38)
-    window = len(m) // 25 if len(m) >= 100 else 1
-
-    def series_of(key, scale=1.0):
-        pts = [(r["step"], r[key] * scale) for r in m if isinstance(r.get(key), (int, float))
-               and math.isfinite(r[key])]
-        return [p[0] for p in pts], [p[1] for p in pts]
-
-    def draw(ax, key, label, c, scale=1.0, ls="-"):
-        x, y = series_of(key, scale)
-        if not x:
-            return False
-        if window > 1:
-            ax.plot(x, y, color=c, lw=0.8, alpha=0.3, ls=ls)
-            ax.plot(x, _smooth(y, window), color=c, lw=1.8, ls=ls, label=label)
-        else:
-            ax.plot(x, y, color=c, lw=1.8, ls=ls, marker="o" if len(x) < 30 else None, ms=3, label=label)
-        return True
-
-    fn_keys = sorted({k for r in m for k in r if re.fullmatch(r"rewards/.+/mean", k)})
-    fn_colors = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
-    panels = [
-        ("Reward (total, mean over completions)", "reward", [("reward_mean", "reward", color, 1.0, "-")]),
-        ("Reward per function", "reward",
-         [(k, k.split("/")[1], fn_colors[i % len(fn_colors)], 1.0, "-") for i, k in enumerate(fn_keys)]),
-        ("Completion length", "tokens", [("completion_length_mean", "mean", color, 1.0, "-"),
-                                         ("completion_length_max", "max", color, 1.0, ":")]),
-        ("Truncated and non-English completions", "% of completions",
-         [("truncated_frac", "truncated (hit the limit)", "#d7191c", 100.0, "-"),
-          ("non_english_frac", "non-English", "#2c7bb6", 100.0, "-")]),
-        ("KL divergence to the reference model", "KL", [("kl", "KL", color, 1.0, "-")]),
-        ("Time per step", "seconds", [("step_time_s", "step", color, 1.0, "-"),
-                                      ("generation_time_s", "generation", "#1b9e77", 1.0, "--"),
-                                      ("optimisation_time_s", "optimisation", "#d95f02", 1.0, "--")]),
-    ]
-    missing = []
-    for ax, (title, ylabel, lines) in zip(axes, panels):
-        drawn = [draw(ax, k, lab, c, sc, ls) for k, lab, c, sc, ls in lines]
-        if title == "Reward (total, mean over completions)" and any(drawn):
-            x, mu = series_of("reward_mean")
-            xs, sd = series_of("reward_std")
-            if x == xs:
-                ax.fill_between(x, [a - b for a, b in zip(mu, sd)], [a + b for a, b in zip(mu, sd)], color=color,
-                                alpha=0.15, lw=0, label="± std within groups")
-        if title == "Completion length":
-            _, limit = series_of("max_completion_length")
-            if limit:
-                ax.axhline(limit[-1], color="#d7191c", ls="--", lw=1.2, label=f"max_completion_length {limit[-1]:.0f}")
-                drawn.append(True)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("Training step")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3)
-        if any(drawn):
-            if len([d for d in drawn if d]) > 1 or title == "Reward per function":
-                ax.legend(fontsize=7, loc="best", frameon=False)
-        else:
-            missing.append(title.lower())
-            ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="#888888")
-            ax.set_xticks([])
-            ax.set_yticks([])
-    smooth = f"; thick lines: moving average over {window} steps" if window > 1 else ""
-    fig.suptitle(f"Training curves: {run.name} ({len(m)} logged steps{smooth})", fontsize=12)
-    return [f"run {run.name}: {', '.join(missing)} not in metrics.jsonl"] if missing else []
 
 
 def render_all(rows, series, runs, fig_dir: Path, exts: list[str], embed_png: bool,

@@ -1,8 +1,9 @@
 """Point labels that do not overlap each other, the points, or the axes edges (a small greedy placer).
 
 For each point (highest first) try right and left of it, then slide the label up or down along those sides
-until it is free (a thin leader line then joins it to its point), then above and below. Works in display pixels, so call it after the
-axes limits and layout are fixed (figures here use fixed margins, not a layout engine).
+until it is free (a thin leader line then joins it to its point), then above and below. Works in display
+pixels, so call it after the axes limits and layout are fixed (figures here use fixed margins, not a layout
+engine).
 """
 
 from __future__ import annotations
