@@ -22,6 +22,8 @@ def _smooth(vals: list[float], window: int) -> list[float]:
 
 def training(fig, run, color: str) -> list[str]:
     """The curves the paper discusses, from one run's metrics.jsonl."""
+    from matplotlib.ticker import MaxNLocator
+
     m = run.metrics
     axes = fig.subplots(2, 3).ravel()
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.08, top=0.9, wspace=0.25, hspace=0.38)
@@ -68,12 +70,17 @@ def training(fig, run, color: str) -> list[str]:
             if x == xs:
                 lo = [a - b for a, b in zip(mu, sd, strict=False)]
                 hi = [a + b for a, b in zip(mu, sd, strict=False)]
-                ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0, label="± std within groups")
+                ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0, label="± std across completions")
+                drawn.append(True)
         if title == "Completion length":
             _, limit = series_of("max_completion_length")
             if limit:
                 ax.axhline(limit[-1], color="#d7191c", ls="--", lw=1.2, label=f"max_completion_length {limit[-1]:.0f}")
                 drawn.append(True)
+        if ylabel in ("tokens", "% of completions", "seconds") and any(drawn):
+            top = max(ax.get_ylim()[1], 1.0) * (1.08 if ylabel == "tokens" else 1.0)
+            ax.set_ylim(bottom=-0.02 * top, top=top)  # from zero, so a zero line stays visible
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("Training step")
         ax.set_ylabel(ylabel)
