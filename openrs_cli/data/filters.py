@@ -65,12 +65,12 @@ def all_boxed(text: str) -> list[str]:
 
 def require_gold(rows: list[dict], require_boxed: bool, on_progress: Progress | None = None,
                  label: str = "gold") -> tuple[list[dict], dict]:
-    from openrs_cli.grading import PAPER_REWARD, extract_boxed, gold_parses
+    from dataclasses import replace
 
-    kept, dropped = [], Counter()
-    for i, r in enumerate(rows):
-        if on_progress and i % 200 == 0:
-            on_progress(label, i, len(rows))
+    from openrs_cli.grading import PAPER_REWARD, Verdict, extract_boxed, grade_many
+
+    candidates, dropped = [], Counter()
+    for r in rows:
         boxed = extract_boxed(r["solution"]) if r["solution"] else None
         if require_boxed and not boxed:
             dropped["no_boxed_solution"] += 1
@@ -80,13 +80,23 @@ def require_gold(rows: list[dict], require_boxed: bool, on_progress: Progress | 
         if not answer:
             dropped["no_gold"] += 1
             continue
-        solution = r["solution"] or f"$\\boxed{{{answer}}}$"
-        if not gold_parses(f"$\\boxed{{{answer}}}$", PAPER_REWARD):
-            dropped["gold_unparseable"] += 1
-            continue
-        kept.append({**r, "answer": answer, "solution": solution})
+        candidates.append({**r, "answer": answer, "solution": r["solution"] or f"$\\boxed{{{answer}}}$"})
+    # Batch form of grading.gold_parses: grading an empty completion reports GOLD_UNPARSEABLE exactly when
+    # the gold does not parse (fallback to the raw string off), and grade_many spreads it over the workers.
+    cfg = replace(PAPER_REWARD, gold_fallback_raw=False)
+    kept, step = [], 1000
+    for start in range(0, len(candidates), step):
+        if on_progress:
+            on_progress(label, start, len(candidates))
+        chunk = candidates[start:start + step]
+        results = grade_many([("", f"$\\boxed{{{r['answer']}}}$") for r in chunk], cfg)
+        for r, res in zip(chunk, results):
+            if res.verdict == Verdict.GOLD_UNPARSEABLE:
+                dropped["gold_unparseable"] += 1
+            else:
+                kept.append(r)
     if on_progress:
-        on_progress(label, len(rows), len(rows))
+        on_progress(label, len(candidates), len(candidates))
     return kept, dict(dropped)
 
 

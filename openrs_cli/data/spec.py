@@ -227,11 +227,17 @@ def load_spec(
             raise DataError(f"--column {item}: write ROLE=COLUMN with ROLE one of problem, solution, answer, source")
         for s in srcs.values():
             s[f"{role}_column"] = col or None
-    if overrides:
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
         try:
-            data = apply_overrides(data, overrides)
+            data = apply_overrides(data, [item])
         except Exception as e:  # RecipeError wording names recipes; re-raise as a data error
             raise DataError(str(e)) from None
+        if sep and key.strip().endswith(".prompt"):  # text, not YAML: "{problem}" must stay a string
+            node = data
+            for part in key.strip().split(".")[:-1]:
+                node = node[part]
+            node["prompt"] = raw
     try:
         spec = BuildSpec.model_validate(data)
     except ValidationError as e:
