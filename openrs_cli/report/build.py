@@ -104,10 +104,10 @@ def build_report(
     if want_images or "html" in formats:
         from openrs_cli.report import figures
 
-        figs = figures.render_all(rows, series, user.runs, out / "figures", want_images,
-                                  embed_png="html" in formats, on_progress=say)
+        encode = want_images + (["png"] if "html" in formats and "png" not in want_images else [])
+        figs = figures.render_all(rows, series, user.runs, encode, on_progress=say)
         for f in figs:
-            res.files += f.paths
+            res.files += [write_atomic(out / "figures" / f"{f.name}.{ext}", f.data[ext]) for ext in want_images]
             res.notes += f.notes
     from openrs_cli.report import document
 

@@ -111,8 +111,8 @@ def html(table_text: dict[str, str], figs: list, user, notes: list[str]) -> str:
             body.append(_table_html(str(payload)))
         elif kind == "ul":
             body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in payload) + "</ul>")
-        elif kind == "figure" and payload.png_bytes:
-            data = base64.b64encode(payload.png_bytes).decode("ascii")
+        elif kind == "figure" and "png" in payload.data:
+            data = base64.b64encode(payload.data["png"]).decode("ascii")
             body.append(f'<figure><img alt="{_html.escape(payload.title)}" src="data:image/png;base64,{data}">'
                         f"<figcaption>{_inline(payload.caption)}</figcaption></figure>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Open-RS report</title>"

@@ -2,8 +2,9 @@
 eval over checkpoints, and training curves per run (drawn by `curves.py`). Every model keeps one colour in
 every figure (`colors`).
 
-`render_all(...)` saves each figure as PNG and/or SVG and returns `RenderedFigure`s (with PNG bytes for the
-self-contained HTML). matplotlib is imported here only, so importing openrs stays fast.
+`render_all(...)` draws each figure and returns `RenderedFigure`s holding the PNG and/or SVG bytes (the caller
+writes them; the HTML embeds the PNG). matplotlib is imported inside functions only, so importing openrs stays
+fast, and its global settings are left alone (rc_context, no pyplot).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from openrs_cli.report.curves import training
 from openrs_cli.report.data import BENCH_TITLES, BENCHMARKS, CHECKPOINT_BENCHES, ModelRow, Series
@@ -44,8 +44,7 @@ class RenderedFigure:
     name: str
     title: str
     caption: str
-    paths: list[Path] = field(default_factory=list)
-    png_bytes: bytes | None = None
+    data: dict[str, bytes] = field(default_factory=dict)  # ext -> encoded image
     notes: list[str] = field(default_factory=list)
 
 
@@ -268,16 +267,13 @@ def checkpoints(fig, series: list[Series], col: dict[str, str]) -> list[str]:
     return []
 
 
-def render_all(rows, series, runs, fig_dir: Path, exts: list[str], embed_png: bool,
-               on_progress: Callable[[str], None] | None = None) -> list[RenderedFigure]:
+def render_all(rows, series, runs, exts: list[str], on_progress: Callable[[str], None] | None = None,
+               ) -> list[RenderedFigure]:
+    """Draw every figure and encode it in each of `exts` (png, svg); bytes only, the caller writes the files."""
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    matplotlib.rcParams.update({"svg.hashsalt": "openrs", "font.size": 9, "axes.spines.top": False,
-                                "axes.spines.right": False})
     col = colors(rows, series)
     n = len(rows)
     specs = [
@@ -299,24 +295,17 @@ def render_all(rows, series, runs, fig_dir: Path, exts: list[str], embed_png: bo
                           f"From {run.name}/metrics.jsonl: reward, completion length (dashed: the length limit), "
                           "truncated and non-English fractions, KL, time per step."))
     out = []
-    for name, title, size, draw, caption in specs:
-        if on_progress:
-            on_progress(f"figure {name}")
-        fig = Figure(figsize=size, dpi=DPI)
-        FigureCanvasAgg(fig)  # a renderer, so labels can measure the text they must avoid
-        rf = RenderedFigure(name=name, title=title, caption=caption, notes=draw(fig) or [])
-        for ext in exts:
-            path = fig_dir / f"{name}.{ext}"
-            buf = io.BytesIO()
-            fig.savefig(buf, format=ext, dpi=DPI, metadata={"Date": None} if ext == "svg" else {"Software": None})
-            from openrs_cli.report.build import write_atomic
-
-            rf.paths.append(write_atomic(path, buf.getvalue()))
-            if ext == "png":
-                rf.png_bytes = buf.getvalue()
-        if embed_png and rf.png_bytes is None:
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=DPI)
-            rf.png_bytes = buf.getvalue()
-        out.append(rf)
+    style = {"svg.hashsalt": "openrs", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+    with matplotlib.rc_context(style):  # the caller's own matplotlib settings are left as they were
+        for name, title, size, draw, caption in specs:
+            if on_progress:
+                on_progress(f"figure {name}")
+            fig = Figure(figsize=size, dpi=DPI)
+            FigureCanvasAgg(fig)  # Agg without pyplot; also a renderer, so labels can measure what they avoid
+            rf = RenderedFigure(name=name, title=title, caption=caption, notes=draw(fig) or [])
+            for ext in exts:
+                buf = io.BytesIO()
+                fig.savefig(buf, format=ext, dpi=DPI, metadata={"Date": None} if ext == "svg" else {"Software": None})
+                rf.data[ext] = buf.getvalue()
+            out.append(rf)
     return out
