@@ -36,5 +36,5 @@ def report(
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     main = [p for p in res.files if p.name in ("report.md", "report.html")]
     where = ": " + ", ".join(escape(show_path(p)) for p in main) if main else ""
-    console.print(f"wrote {len(res.files)} files to {escape(show_path(res.out_dir))}/ in {res.seconds:.1f} s{where}",
+    console.print(f"wrote {len(res.files)} file{'s' if len(res.files) != 1 else ''} to {escape(show_path(res.out_dir))}/ in {res.seconds:.1f} s{where}",
                   highlight=False, soft_wrap=True)

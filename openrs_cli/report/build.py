@@ -10,8 +10,8 @@ every file is written to a temporary name and moved into place.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ ALL_FORMATS = ("md", "latex", "csv", "png", "svg", "html")
 DEFAULT_OUT = Path("openrs-report")
 MARKER = ".openrs-report"
 _TABLE_EXT = {"md": "md", "latex": "tex", "csv": "csv"}
+
 
 
 @dataclass
@@ -58,14 +59,16 @@ def prepare_out(out: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write to a temporary file beside `path`, then move it into place (readers never see half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the usual permissions (umask applies)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
