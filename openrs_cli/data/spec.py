@@ -14,17 +14,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from openrs_cli.errors import DataError
+from openrs_cli.evaluate.tasks import PROMPT as _EVAL_PROMPT
 
 EVAL_SETS = ("aime24", "amc23", "math500", "minerva", "olympiadbench")
 EASY = "easy"
 
-# The paper's evaluation query template (open-rs src/open_r1/evaluate.py), used to ask the solver model.
-PAPER_QUERY = (
-    "Solve the following math problem efficiently and clearly.  The last line of your response should be of the "
-    "following format: 'Therefore, the final answer is: $\\boxed{ANSWER}$. I hope it is correct' (without quotes) "
-    "where ANSWER is just the final number or expression that solves the problem. Think step by step before "
-    "answering.\n\n{problem}"
-)
+# The paper's evaluation query template (eval's PROMPT) with a literal {problem} slot: what the solver is asked.
+PAPER_QUERY = _EVAL_PROMPT.format(problem="{problem}")
 
 
 class _Strict(BaseModel):

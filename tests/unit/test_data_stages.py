@@ -109,3 +109,19 @@ def test_decontamination_ignores_boilerplate_shared_by_eval_problems():
     shared = [r for r in benchmarks.load("aime24") if boiler in " ".join(filters.re.findall(r"[a-z0-9]+", r["problem"].lower()))]
     assert len(shared) >= 2
     assert not index.matches("The probability is m/n " + boiler.replace("m n", "m+n") + ".")
+
+
+def test_hub_source_offline_is_one_line(cli, tmp_path):
+    code, _, err = cli("data", "build", "open-deepscaler", "--out", str(tmp_path / "o"))
+    assert code == 2 and "could not load Hub dataset 'agentica-org/DeepScaleR-Preview-Dataset'" in err
+    assert "pass --source FILE" in err and "\n" not in err and not (tmp_path / "o").exists()
+
+
+def test_show_spec_prints_resolved_json(cli):
+    import json
+
+    code, out, _ = cli("data", "build", "open-rs", "--show-spec", "mix.easy=5")
+    spec = json.loads(out)
+    assert code == 0 and spec["mix"] == {"open-s1": 3000, "open-deepscaler": 3000, "easy": 5}
+    assert spec["sources"]["open-deepscaler"]["solvable"]["model"] == "Qwen/Qwen2.5-Math-7B-Instruct"
+    assert "{problem}" in spec["sources"]["open-deepscaler"]["solvable"]["prompt"]
