@@ -10,6 +10,7 @@ fast, and its global settings are left alone (rc_context, no pyplot).
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,25 +87,19 @@ def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
               (axes[1], "cost_usd", "Training cost (US$, log scale)", "AIME24 vs training cost")]
     for ax, attr, xlabel, title in panels:
         pts = [r for r in shown if getattr(r, attr) is not None]
-        missing = [r.model for r in shown if r.user and getattr(r, attr) is None]
-        if missing:
-            why = ("unknown model size" if attr == "size_b" else
-                   "unknown training cost (no cost ledger in a run dir linked to it)")
-            notes.append(f"Figure 1: {', '.join(missing)} left off the {title} panel: {why}")
+        for r in shown:
+            if r.user and getattr(r, attr) is None:
+                why = ("unknown model size (no `<N>B` in its name or base model, no local safetensors)"
+                       if attr == "size_b" else "unknown training cost: " + r.extra.get("cost_note", "no cost data"))
+                notes.append(f"Figure 1: {r.model} left off the {title} panel: {why}")
         ys = [r.scores["aime24"].mean + sign * (r.scores["aime24"].ci or 0) for r in shown for sign in (-1, 1)]
         xs = [getattr(r, attr) for r in pts] or [1.0]
         ax.set_xscale("log")
         lo, hi = min(xs), max(xs)
         ax.set_xlim(lo / 2.2, hi * (6 if attr == "cost_usd" else 4))
         ax.set_ylim(max(0, min(ys) - 8), min(100, max(ys) + 8))
-        avoid = []
-        for r in refs:
-            y = r.scores["aime24"].mean
-            ax.axhline(y, color=col[r.model], ls="--", lw=1.2, zorder=1)
-            what = "size" if attr == "size_b" else "cost"
-            avoid.append(ax.text(0.99, y + 0.6, f"{r.model} {y:.1f} ({what} not disclosed)", fontsize=8,
-                                 transform=ax.get_yaxis_transform(), ha="right", va="bottom",
-                                 color=_dark(col[r.model])))
+        for r in refs:  # no size or cost disclosed: a reference line, named in the legend
+            ax.axhline(r.scores["aime24"].mean, color=col[r.model], ls="--", lw=1.2, zorder=1)
         groups: dict[tuple[float, float], list[ModelRow]] = {}
         for r in pts:
             groups.setdefault((round(getattr(r, attr), 6), round(r.scores["aime24"].mean, 6)), []).append(r)
@@ -120,7 +115,7 @@ def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
             cost = "" if attr != "cost_usd" else (f" (${x:,.0f})" if x >= 1 else f" (${x:.2g})")
             items.append((x, y, text + cost, _dark(col[members[-1].model]),
                            any(r.group == "Open-RS" for r in members)))
-        place_labels(ax, items, fontsize=8, avoid=avoid)
+        place_labels(ax, items, fontsize=8)
         _log_ticks(ax, dollars=attr == "cost_usd")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("AIME24 pass@1 (%)")
@@ -130,10 +125,12 @@ def figure1(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
 
     handles = [Line2D([], [], marker="*", ls="", ms=14, color=PALETTE["Open-RS"][-1], label="Open-RS (the paper)"),
                Line2D([], [], marker="o", ls="", ms=8, color=PALETTE["1.5B"][1], label="other published models")]
+    handles += [Line2D([], [], ls="--", lw=1.2, color=col[r.model],
+                       label=f"{r.model} {r.scores['aime24'].mean:.1f} (size and cost not disclosed)") for r in refs]
     if any(r.user for r in shown):
         handles.append(Line2D([], [], marker="D", ls="-", ms=7, color=PALETTE["Yours"][0],
                               label="your models (bars: 95% CI)"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False, fontsize=9)
     fig.suptitle("AIME24 pass@1 against model size and training cost", fontsize=13)
     return notes
 
@@ -142,7 +139,9 @@ def _log_ticks(ax, dollars: bool) -> None:
     """Plain numbers on a log axis (1.5, 7, 70 / $42, $1,000) instead of powers of ten."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if dollars else (1.0, 2.0, 5.0)))
+    lo, hi = ax.get_xlim()
+    few_decades = math.log10(hi / lo) <= 2.5
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if few_decades and not dollars else (1.0,)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: (f"${v:,.0f}" if v >= 1 else f"${v:g}") if dollars
                                                else f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -219,8 +218,7 @@ def average(fig, rows: list[ModelRow], col: dict[str, str]) -> list[str]:
     ax.set_title("Average performance", fontsize=13)
     if missing:
         fig.text(0.01, 0.015, "Not shown (not every benchmark reported or evaluated): " + ", ".join(missing),
-                 fontsize=8,
-                 color="#555555")
+                 fontsize=8, color="#555555")
     return []
 
 
@@ -279,7 +277,7 @@ def render_all(rows, series, runs, exts: list[str], on_progress: Callable[[str],
     specs = [
         ("figure1", "Figure 1: AIME24 vs model size and training cost", (13, 5.6), lambda f: figure1(f, rows, col),
          "AIME24 pass@1 (%) against parameter count and training cost (both log scale), as in the paper's Figure 1. "
-         "o1-preview is a dashed reference line (size and cost not disclosed)."),
+         "o1-preview is a dashed reference line (its size and cost are not disclosed)."),
         ("benchmarks", "Pass@1 per benchmark", (15, 1.6 + 0.27 * n), lambda f: benchmarks(f, rows, col),
          "Zero-shot pass@1 (%) of every model on each benchmark, in Table 2 order; bold names: Open-RS and yours."),
         ("average", "Average pass@1", (10, 1.4 + 0.3 * n), lambda f: average(f, rows, col),
@@ -301,7 +299,7 @@ def render_all(rows, series, runs, exts: list[str], on_progress: Callable[[str],
             if on_progress:
                 on_progress(f"figure {name}")
             fig = Figure(figsize=size, dpi=DPI)
-            FigureCanvasAgg(fig)  # Agg without pyplot; also a renderer, so labels can measure what they avoid
+            FigureCanvasAgg(fig)  # Agg, without pyplot's global state
             rf = RenderedFigure(name=name, title=title, caption=caption, notes=draw(fig) or [])
             for ext in exts:
                 buf = io.BytesIO()

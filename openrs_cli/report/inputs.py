@@ -232,6 +232,17 @@ def size_b(*names: str, model_dir: Path | None = None) -> float | None:
     return None
 
 
+def _cost_note(run: UserRun | None) -> str:
+    """Why a model has no training cost, for the report's notes."""
+    if run is None:
+        return "no training run is linked to it (evaluate <run>/checkpoint-N, or put results.json in the run dir)"
+    if not run.cost:
+        return f"its run {run.name} has no cost ledger summary"
+    if not run.cost.get("gpu_count"):
+        return f"its run {run.name} used no GPU"
+    return f"its run {run.name} has no price for its GPU (see `openrs cost prices`)"
+
+
 def _cost_row(run: UserRun) -> CostRow:
     r, c = run.recipe, run.cost or {}
     ds, gen = r.get("dataset") or {}, r.get("generation") or {}
@@ -296,7 +307,7 @@ def collect(results_paths: list[Path], runs_paths: list[Path]) -> UserData:
             avg=mean_score(chosen.scores, [k for k, _ in BENCHMARKS]),
             size_b=size_b(name, chosen.model, base, model_dir=Path(chosen.model)),
             cost_usd=(run.cost or {}).get("cost_usd") if run else None, user=True, run_dir=chosen.run_dir,
-            extra={"series": name},
+            extra={"series": name, "cost_note": _cost_note(run)},
         ))
         points = [(r.step, r.scores) for r in results if r.step is not None]
         if len(points) >= 2:

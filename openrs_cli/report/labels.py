@@ -20,8 +20,8 @@ def _hit(a, b, pad: float = 2.0) -> bool:
     return not (a[2] + pad <= b[0] or b[2] + pad <= a[0] or a[3] + pad <= b[1] or b[3] + pad <= a[1])
 
 
-def place_labels(ax, items: list[tuple[float, float, str, str, bool]], fontsize: float = 8, avoid=()) -> None:
-    """items: (x, y, text, colour, bold) in data coordinates; `avoid`: artists (e.g. texts) to keep clear of."""
+def place_labels(ax, items: list[tuple[float, float, str, str, bool]], fontsize: float = 8) -> None:
+    """items: (x, y, text, colour, bold) in data coordinates."""
     fig = ax.figure
     px_per_pt = fig.dpi / 72
     frame = ax.get_window_extent()
@@ -29,11 +29,6 @@ def place_labels(ax, items: list[tuple[float, float, str, str, bool]], fontsize:
     pts = [tuple(ax.transData.transform((x, y))) for x, y, *_ in items]
     r = 5 * px_per_pt  # about a marker's radius
     placed: list[tuple[float, float, float, float]] = [(px - r, py - r, px + r, py + r) for px, py in pts]
-    if avoid:
-        renderer = fig.canvas.get_renderer()
-        for artist in avoid:
-            bb = artist.get_window_extent(renderer)
-            placed.append((bb.x0, bb.y0, bb.x1, bb.y1))
     order = sorted(range(len(items)), key=lambda i: -pts[i][1])
     gap = _GAP_PT * px_per_pt
     for i in order:
