@@ -128,3 +128,46 @@ def test_default_report_without_arguments(tmp_path, monkeypatch, cli):
     assert "This is the paper's own data" in md and "Open-RS3 (50 steps)" in md
     assert (rep / "report.html").read_text().count("data:image/png;base64,") == 4
     assert (rep / ".openrs-report").exists()
+
+
+def test_one_colour_per_model_across_figures():
+    from openrs_cli.report.data import ModelRow, Score, Series, paper_checkpoints, paper_models
+    from openrs_cli.report.figures import colors
+
+    mine = ModelRow(group="Yours", model="run-a (step 20)", scores={"aime24": Score(30.0)}, source="x", user=True,
+                    extra={"series": "run-a"})
+    rows = paper_models() + [mine]
+    series = paper_checkpoints() + [Series(name="run-a", points=[(10, {}), (20, {})], user=True)]
+    col = colors(rows, series)
+    assert col["exp3"] == col["Open-RS3 (50 steps)"] and col["exp1"] == col["Open-RS1 (100 steps)"]
+    assert col["run-a"] == col["run-a (step 20)"]
+    paper = [col[r.model] for r in paper_models()]
+    assert len(set(paper)) == len(paper) and col["run-a"] not in paper  # every model its own colour
+
+
+def test_figure1_labels_do_not_overlap(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from openrs_cli.report.data import ModelRow, Score, paper_checkpoints, paper_models
+    from openrs_cli.report.figures import colors, figure1
+
+    rows = paper_models() + [
+        ModelRow(group="Yours", model=f"mine-{i}", scores={"aime24": Score(y, 5.0)}, source="x", user=True,
+                 size_b=1.5, cost_usd=c, extra={"series": f"mine-{i}"})
+        for i, (y, c) in enumerate([(31.0, 40.0), (33.0, 2000.0), (44.0, 3000.0)])]
+    fig = Figure(figsize=(13, 5.6), dpi=100)
+    FigureCanvasAgg(fig)
+    figure1(fig, rows, colors(rows, paper_checkpoints()))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        # Text's own extent (an Annotation's would include its leader line)
+        boxes = [Text.get_window_extent(t, renderer) for t in ax.texts if t.get_text()]
+        assert len(boxes) >= 6
+        frame = ax.get_window_extent(renderer)
+        for i, a in enumerate(boxes):
+            assert frame.x0 - 1 <= a.x0 and a.x1 <= frame.x1 + 1, "label outside its axes"
+            for b in boxes[i + 1:]:
+                assert not a.overlaps(b), "two labels overlap"
