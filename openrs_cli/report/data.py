@@ -132,6 +132,11 @@ def paper_models() -> list[ModelRow]:
     return rows
 
 
+def hub_sizes() -> dict[str, float]:
+    """Hub id (lower case) -> parameter count in billions, for the published models models.csv names."""
+    return {r["hub_id"].lower(): v for r in _read("models.csv") if r.get("hub_id") and (v := _num(r["size_b"]))}
+
+
 def paper_costs() -> list[CostRow]:
     """Tables 3 and 4 as published."""
     return [

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openrs_cli.errors import OpenrsError
-from openrs_cli.report.data import BENCHMARKS, TASK_ALIASES, CostRow, ModelRow, Score, Series, mean_score
+from openrs_cli.report.data import BENCHMARKS, TASK_ALIASES, CostRow, ModelRow, Score, Series, hub_sizes, mean_score
 from openrs_cli.schema import check_schema
 
 _CKPT = re.compile(r"checkpoint-(\d+)")
@@ -212,7 +212,12 @@ def load_run(path: Path, notes: list[str]) -> UserRun:
 
 
 def size_b(*names: str, model_dir: Path | None = None) -> float | None:
-    """Parameter count in billions: from a name like `...-1.5B`, else from local safetensors headers."""
+    """Parameter count in billions: a published model's hub id (models.csv), a name like `...-1.5B`, else the
+    tensor sizes in local safetensors headers."""
+    known = hub_sizes()
+    for name in names:
+        if name and name.lower() in known:
+            return known[name.lower()]
     for name in names:
         if name and (m := _SIZE.search(name)):
             return float(m.group(1))

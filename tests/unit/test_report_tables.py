@@ -197,3 +197,11 @@ def test_unscored_and_unknown_tasks(tmp_path, monkeypatch):
     with pytest.raises(OpenrsError, match="nothing to add from the paths given"):
         build_report([Path("g")], [], Path("out"), ("csv",))
     assert not Path("out").exists()
+
+
+def test_size_of_a_published_model_from_its_hub_id(tmp_path, monkeypatch):
+    """Re-evaluating the released Open-RS3 lands on Figure 1's size panel at 1.5B (models.csv hub_id)."""
+    monkeypatch.chdir(tmp_path)
+    write_results(Path("e/results.json"), "knoveleng/Open-RS3", {"aime24": task(0.3)})
+    (row,) = collect([Path("e")], []).rows
+    assert row.model == "Open-RS3" and row.size_b == 1.5
