@@ -107,13 +107,13 @@ def compare(
         return
     from rich.table import Table
 
-    t = Table(title=f"A = {escape(str(ra.get('label')))}   B = {escape(str(rb.get('label')))}")
-    for col in ("task", "problems", "A pass@1", "B pass@1", "A - B", "95% CI", "p", "verdict"):
-        t.add_column(col, justify="left" if col in ("task", "verdict") else "right")
+    t = Table(title=f"A = {escape(str(ra.get('label')))}   B = {escape(str(rb.get('label')))}   (pass@1, %)")
+    for col in ("task", "n", "A", "B", "A-B", "95% CI", "verdict"):
+        t.add_column(col, justify="left" if col in ("task", "verdict") else "right", no_wrap=True)
     for name, r in res.items():
         verdict = "inside noise" if r["inside_noise"] else ("A better" if r["diff"] > 0 else "B better")
         t.add_row(name, str(r["n"]), _pct(r["a"]), _pct(r["b"]), f"{100 * r['diff']:+.1f}",
-                  f"[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]", f"{r['p_value']:.3f}", verdict)
+                  f"[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]", verdict)
     console.print(t)
 
 
@@ -126,7 +126,7 @@ def _print_table(tasks: dict, average: dict, title: str) -> None:
 
     t = Table(title=escape(title))
     for col in ("task", "problems", "k", "pass@1", "95% CI", "stderr", "maj@k", "pass@k"):
-        t.add_column(col, justify="left" if col in ("task", "pass@k") else "right")
+        t.add_column(col, justify="left" if col in ("task", "pass@k") else "right", no_wrap=col != "pass@k")
     for name, r in tasks.items():
         ci = r.get("ci95")
         pk = " ".join(f"@{k}:{100 * v:.1f}" for k, v in r["pass@k"].items() if k != "1")

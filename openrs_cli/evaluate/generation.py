@@ -124,7 +124,7 @@ class TransformersBackend:
         cfg = GenerationConfig(
             max_new_tokens=sampling.max_new_tokens, min_new_tokens=0, do_sample=not greedy,
             temperature=1.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
-            top_k=0, typical_p=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
+            top_k=None if greedy else 0, typical_p=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
             eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id,
         )
         torch.manual_seed(seeds[0] if seeds else sampling.seed)

@@ -1,0 +1,111 @@
+"""End-to-end `openrs eval` with the tiny model: both files written, SIGKILL + rerun resumes without duplicates,
+`eval compare` on two real runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_openrs
+
+pytestmark = pytest.mark.slow
+
+
+def _keys(path: Path) -> list[tuple]:
+    out = []
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        out.append((r["task"], r["id"], r["sample"]))
+    return out
+
+
+def test_acceptance_run_writes_both_files(tiny_model_dir, tmp_path, cli):
+    out = tmp_path / "ev"
+    args = ["eval", "--model", str(tiny_model_dir), "--tasks", "aime24,amc23", "--samples", "2", "--limit", "5",
+            "--max-new-tokens", "64", "--out", str(out), "--no-cost"]
+    r = run_openrs(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    keys = _keys(out / "generations.jsonl")
+    assert len(keys) == len(set(keys)) == 2 * 5 * 2
+    res = json.loads((out / "results.json").read_text())
+    assert res["kind"] == "results" and res["schema_version"] == 1 and res["backend"] == "transformers"
+    assert res["sampling"]["samples"] == 2 and res["sampling"]["temperature"] == 0.6
+    for t in ("aime24", "amc23"):
+        tr = res["tasks"][t]
+        assert tr["n_problems"] == 5 and tr["samples"] == 2 and set(tr["pass@k"]) == {"1", "2"}
+        assert 0 <= tr["pass@1"] <= 1 and len(tr["ci95"]) == 2 and tr["data_sha256"]
+    assert res["average"]["tasks"] == ["aime24", "amc23"]
+    rec = json.loads((out / "generations.jsonl").read_text().splitlines()[0])
+    assert rec["kind"] == "generation" and rec["prompt"].startswith("<|im_start|>user\nSolve the following")
+    assert {"completion", "pred", "verdict", "n_tokens", "finish_reason", "sample"} <= set(rec)
+    # a rerun of the same command generates nothing new and gives the same scores
+    code, stdout, err = cli(*args, "--json")
+    assert code == 0, err
+    assert _keys(out / "generations.jsonl") == keys
+    assert json.loads(stdout)["tasks"]["aime24"]["pass@1"] == res["tasks"]["aime24"]["pass@1"]
+    # other sampling settings refuse to mix into this directory
+    code, _, err = cli(*args, "--temperature", "0")
+    assert code == 2 and "temperature=0.6" in err
+
+
+def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tiny_model_dir, tmp_path, cli):
+    out = tmp_path / "ev"
+    gen = out / "generations.jsonl"
+    args = ["eval", "--model", str(tiny_model_dir), "--tasks", "aime24,amc23", "--samples", "2", "--limit", "3",
+            "--max-new-tokens", "128", "--batch-size", "1", "--out", str(out), "--no-cost"]
+    cmd = [sys.executable, "-c", "from openrs_cli.main import run; run()", *args]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and p.poll() is None:
+            if gen.exists() and gen.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.02)
+        assert p.poll() is None, "the run finished before it could be killed; make it longer"
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    before = _keys(gen)
+    assert 2 <= len(before) < 12 and not (out / "results.json").exists()
+    # simulate the worst case too: the kill landed in the middle of a line
+    with open(gen, "a") as f:
+        f.write('{"task": "aime24", "id": "aime24-6')
+    code, _, err = cli(*args)
+    assert code == 0, err
+    after = _keys(gen)
+    assert len(after) == len(set(after)) == 12  # 2 tasks x 3 problems x 2 samples, each once
+    assert after[: len(before)] == before  # what was done was kept, not redone
+    res = json.loads((out / "results.json").read_text())
+    assert res["tasks"]["aime24"]["n_problems"] == 3 and res["tasks"]["amc23"]["samples"] == 2
+
+
+def test_compare_two_runs(tiny_model_dir, tmp_path, cli):
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"ev{seed}"
+        code, _, err = cli("eval", "--model", str(tiny_model_dir), "--tasks", "amc23", "--limit", "4",
+                           "--max-new-tokens", "16", "--seed", seed, "--out", str(out), "--no-cost")
+        assert code == 0, err
+        outs.append(out)
+    code, stdout, err = cli("eval", "compare", str(outs[0]), str(outs[1] / "results.json"), "--json")
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["amc23"]["n"] == 4 and res["amc23"]["inside_noise"] is True
+    code, stdout, err = cli("eval", "compare", str(outs[0]), str(outs[1]))
+    assert code == 0 and "inside noise" in stdout
+    code, _, err = cli("eval", "compare", str(outs[0]), str(tmp_path / "nothing"))
+    assert code == 2 and "no results.json" in err
+
+
+def test_eval_without_model_or_with_unknown_task(cli):
+    code, _, err = cli("eval", "--tasks", "aime24")
+    assert code == 2 and "--model" in err
+    code, _, err = cli("eval", "--model", "openrs-tiny", "--tasks", "gsm8k")
+    assert code == 2 and "valid tasks: aime24, amc23, math_500, minerva, olympiadbench" in err

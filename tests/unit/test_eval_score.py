@@ -1,0 +1,121 @@
+"""`openrs eval score` on hand-written completions: the paper's grader gives the expected verdict per task."""
+
+import json
+
+import pytest
+
+from openrs_cli.evaluate.scoring import compare_results, score_records
+
+LAST = "Therefore, the final answer is: $\\boxed{%s}$. I hope it is correct"
+
+# (id, completion, expected verdict). Ids are those of the bundled files.
+CASES = [
+    # aime24: plain-expression gold; leading zeros in the gold ("025") equal 25
+    ("aime24-67", LAST % "25", "correct"),
+    ("aime24-67", LAST % "025", "correct"),
+    ("aime24-67", "Counting carefully gives 25, so the answer is $\\boxed{25}$.", "correct"),
+    ("aime24-67", LAST % "24", "wrong"),
+    ("aime24-60", LAST % "204.0", "correct"),
+    ("aime24-60", "I could not finish this one.", "unparseable_answer"),
+    # amc23: expression gold "27"
+    ("amc23-0", LAST % "27", "correct"),
+    ("amc23-0", LAST % "\\frac{54}{2}", "correct"),
+    ("amc23-0", LAST % "28", "wrong"),
+    ("amc23-0", "No idea.", "unparseable_answer"),
+    # math_500: LaTeX gold read from the full solution
+    ("test/algebra/2584.json", LAST % "\\frac{14}{3}", "correct"),
+    ("test/algebra/2584.json", LAST % "\\dfrac{14}{3}", "correct"),
+    ("test/algebra/2584.json", LAST % "14/3", "correct"),
+    ("test/algebra/2584.json", LAST % "4.6667", "wrong"),
+    ("test/precalculus/807.json", LAST % "(3, \\pi/2)", "correct"),
+    ("test/precalculus/807.json", LAST % "(3, \\pi)", "wrong"),
+    ("test/algebra/2584.json", "Let me think... I give up.", "unparseable_answer"),
+    # minerva: full-solution LaTeX gold; 58 golds are plain e-notation (\boxed{4.5e33}). The paper's grader
+    # reads "4.5e33" as a product with Euler's e, so only the same spelling matches: 4.5 \times 10^{33} is
+    # graded wrong there, and openrs reproduces that (see docs/eval.md).
+    ("minerva-1", LAST % "4.5e33", "correct"),
+    ("minerva-1", LAST % "4.5 \\times 10^{33}", "wrong"),
+    ("minerva-1", LAST % "4.5e34", "wrong"),
+    ("minerva-0", LAST % "1.60", "correct"),
+    ("minerva-0", LAST % "1.7", "wrong"),
+    ("minerva-0", "The image is small.", "unparseable_answer"),
+    # olympiadbench: LaTeX answer gold
+    ("olympiadbench-1610", LAST % "\\frac{1}{2(n+1)}", "correct"),
+    ("olympiadbench-1610", LAST % "\\frac{1}{n+2}", "wrong"),
+    ("olympiadbench-1612", LAST % "2^{1009}", "correct"),
+    ("olympiadbench-1612", LAST % "2^{1008}", "wrong"),
+    ("olympiadbench-1614", LAST % "2(n-1)", "correct"),
+    ("olympiadbench-1606", "Sergey needs a few moves.", "unparseable_answer"),
+]
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    path = tmp_path_factory.mktemp("score") / "mine.jsonl"
+    with open(path, "w") as f:
+        for i, (pid, completion, _) in enumerate(CASES):
+            f.write(json.dumps({"id": pid, "completion": completion, "sample": i}) + "\n")
+    return path
+
+
+def test_hand_written_verdicts(scored):
+    from openrs_cli.evaluate.scoring import score_file
+
+    res = score_file(scored)
+    got = {(g["id"], g["sample"]): g["verdict"] for g in res["graded"]}
+    wrong = [(pid, c, want, got[(pid, i)]) for i, (pid, c, want) in enumerate(CASES) if got[(pid, i)] != want]
+    assert not wrong, wrong
+    assert set(res["tasks"]) == {"aime24", "amc23", "math_500", "minerva", "olympiadbench"}
+
+
+def test_score_cli_json(scored, cli):
+    code, out, err = cli("eval", "score", str(scored), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    aime = res["tasks"]["aime24"]
+    # aime24-67 has 4 samples (3 right), aime24-60 has 2 (1 right): pass@1 = (3/4 + 1/2) / 2
+    assert aime["pass@1"] == pytest.approx(0.625)
+    assert aime["n_problems"] == 2 and aime["samples"] == 2
+    assert set(res["tasks"]) == {"aime24", "amc23", "math_500", "minerva", "olympiadbench"}
+    assert res["average"]["pass@1"] == pytest.approx(sum(t["pass@1"] for t in res["tasks"].values()) / 5)
+
+
+def test_score_cli_table_and_forced_task(tmp_path, cli):
+    p = tmp_path / "x.jsonl"
+    p.write_text(json.dumps({"id": "aime24-67", "completion": LAST % "025"}) + "\n")
+    code, out, err = cli("eval", "score", str(p))
+    assert code == 0, err
+    assert "aime24" in out and "100.0" in out
+    code, out, err = cli("eval", "score", str(p), "--task", "amc23")
+    assert code == 2 and "not a problem of task amc23" in err
+
+
+def test_score_bad_inputs(tmp_path, cli):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"id": "gsm8k-1", "completion": "x"}\n')
+    code, _, err = cli("eval", "score", str(p))
+    assert code == 2 and "--task" in err
+    p.write_text('{"completion": "x"}\n')
+    code, _, err = cli("eval", "score", str(p))
+    assert code == 2 and "'id' and 'completion'" in err
+    code, _, err = cli("eval", "score", str(tmp_path / "none.jsonl"))
+    assert code == 2 and "no such file" in err
+
+
+def test_duplicate_records_first_wins():
+    recs = [{"id": "amc23-0", "completion": LAST % "27"}, {"id": "amc23-0", "completion": LAST % "1"}]
+    res = score_records(recs)
+    assert res["tasks"]["amc23"]["pass@1"] == 1.0 and len(res["graded"]) == 1
+
+
+def _results(per_problem):
+    return {"label": "x", "tasks": {"aime24": {"per_problem": per_problem}}}
+
+
+def test_compare_paired_bootstrap():
+    a = _results({f"p{i}": [1 if i < 20 else 0, 1] for i in range(30)})
+    b = _results({f"p{i}": [1 if i < 5 else 0, 1] for i in range(30)} | {"extra": [1, 1]})
+    r = compare_results(a, b)["aime24"]
+    assert r["n"] == 30 and r["diff"] == pytest.approx(0.5) and not r["inside_noise"]
+    r = compare_results(a, a)["aime24"]
+    assert r["diff"] == 0 and r["inside_noise"]
