@@ -27,7 +27,8 @@ def _blocks(table_text: dict[str, str], figs: list, user, notes: list[str]) -> l
               "open-rs repositories; each row's source is in the CSV files under `tables/`. " + inputs),
         ("h2", "Table 2: zero-shot pass@1 (%)"),
         ("table", table_text["table2"]),
-        ("p", "Avg is the plain mean of the five benchmarks (left blank when one is missing). Your models show "
+        ("p", "– means not reported (for your models: not evaluated). "
+              "Avg is the plain mean of the five benchmarks (left blank when one is missing). Your models show "
               "the mean over samples and ± the half-width of its 95% confidence interval. The paper's numbers "
               "are single runs. Best per column in **bold**."),
     ]

@@ -240,7 +240,8 @@ def size_b(*names: str, model_dir: Path | None = None) -> float | None:
 def _cost_note(run: UserRun | None) -> str:
     """Why a model has no training cost, for the report's notes."""
     if run is None:
-        return "no training run is linked to it (evaluate <run>/checkpoint-N, or put results.json in the run dir)"
+        return ("no training run is linked to it (evaluate `<run>/checkpoint-N`, or keep its results.json in "
+                "the run dir)")
     if not run.cost:
         return f"its run {run.name} has no cost ledger summary"
     if not run.cost.get("gpu_count"):
