@@ -141,6 +141,13 @@ def grade_many(pairs: Sequence[tuple[str, str]], cfg: GraderConfig = EVAL_LATEX_
     return _pool().run("grade", cfg, items, workers or default_workers()) if items else []
 
 
+def warm_up(workers: int | None = None, timeout_s: float = 120.0) -> int:
+    """Start the grading workers (and spares) now and wait until they are ready; returns how many are ready.
+
+    Optional: the first grade() starts them anyway. Call it before timing, or before the first training step."""
+    return _pool().warm((workers or default_workers()) + _SPARES, timeout_s)
+
+
 def default_workers() -> int:
     """Worker processes for grade_many: OPENRS_GRADING_WORKERS, else the usable CPUs (at most 8)."""
     env = os.environ.get("OPENRS_GRADING_WORKERS")
@@ -185,6 +192,7 @@ def _mv_targets(kind_list: Sequence[str], *, boxed_first: bool, anchor_free: boo
 
 _TARGETS: dict = {}
 _GOLD_CACHE: OrderedDict = OrderedDict()
+_VERIFY_CACHE: OrderedDict = OrderedDict()
 
 
 def _targets(cfg: GraderConfig) -> tuple[list, list]:
@@ -205,24 +213,33 @@ def _limited(fn, seconds: float):
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def _parsed_gold(gold: str, cfg: GraderConfig) -> list:
-    """math-verify parse of the gold (cached per worker); [] when unparseable or timed out."""
-    from math_verify import parse
-    key = (gold, cfg.gold_kind, cfg.gold_mode, cfg.gold_fallback_raw, cfg.timeout_s)
-    if key in _GOLD_CACHE:
-        _GOLD_CACHE.move_to_end(key)
-        return _GOLD_CACHE[key]
+def _cached(cache: OrderedDict, key, compute):
     try:
-        parsed = _limited(lambda: parse(gold, _targets(cfg)[0], extraction_mode=cfg.gold_mode,
-                                        parsing_timeout=None), cfg.timeout_s)
-    except _Deadline:
-        parsed = []
-    if not parsed and cfg.gold_fallback_raw and gold.strip():
-        parsed = [gold]  # lighteval compares an unextractable gold as a string
-    _GOLD_CACHE[key] = parsed
-    if len(_GOLD_CACHE) > 4096:
-        _GOLD_CACHE.popitem(last=False)
-    return parsed
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    except TypeError:  # an unhashable parse result (a mutable matrix): no caching
+        return compute()
+    value = cache[key] = compute()
+    if len(cache) > 4096:
+        cache.popitem(last=False)
+    return value
+
+
+def _parsed_gold(gold: str, cfg: GraderConfig) -> tuple[list, bool]:
+    """math-verify parse of the gold (cached per worker): ([] when unparseable or timed out, raw-string flag)."""
+    from math_verify import parse
+
+    def compute():
+        try:
+            parsed = _limited(lambda: parse(gold, _targets(cfg)[0], extraction_mode=cfg.gold_mode,
+                                            parsing_timeout=None), cfg.timeout_s)
+        except _Deadline:
+            parsed = []
+        if not parsed and cfg.gold_fallback_raw and gold.strip():
+            return [gold], True  # lighteval compares an unextractable gold as a string
+        return parsed, False
+    return _cached(_GOLD_CACHE, (gold, cfg.gold_kind, cfg.gold_mode, cfg.gold_fallback_raw, cfg.timeout_s), compute)
 
 
 def _shown(parsed: list) -> str | None:
@@ -234,11 +251,10 @@ def _shown(parsed: list) -> str | None:
 
 def _grade_one(completion: str, gold: str, cfg: GraderConfig) -> GradeResult:
     from math_verify import parse, verify
-    gparsed = _parsed_gold(gold, cfg)
-    gshown = _shown(gparsed)
-    if not gparsed or (cfg.gold_fallback_raw and gparsed == [gold] and not gold.strip()):
+    gparsed, raw_gold = _parsed_gold(gold, cfg)
+    if not gparsed:
         return GradeResult(Verdict.GOLD_UNPARSEABLE, None, None)
-    raw_gold = gparsed == [gold] and cfg.gold_fallback_raw
+    gshown = None if raw_gold else _shown(gparsed)
     try:
         pred = _limited(lambda: parse(completion, _targets(cfg)[1], extraction_mode=cfg.pred_mode,
                                       parsing_timeout=None), cfg.timeout_s)
@@ -254,18 +270,19 @@ def _grade_one(completion: str, gold: str, cfg: GraderConfig) -> GradeResult:
     gstr = {x.strip() for x in gparsed if isinstance(x, str)} - {""}
     if any(isinstance(x, str) and x.strip() in gstr for x in pred):
         return GradeResult(Verdict.CORRECT, shown, gshown)
-    if raw_gold and not any(isinstance(x, str) for x in pred):
-        return GradeResult(Verdict.GOLD_UNPARSEABLE, shown, None)
     a, b = (gparsed, pred) if cfg.gold_first else (pred, gparsed)
-    try:
-        ok = _limited(lambda: verify(a, b, float_rounding=cfg.precision, timeout_seconds=None), cfg.timeout_s)
-    except _Deadline:
-        return GradeResult(Verdict.TIMEOUT, shown, gshown)
-    except Exception:  # noqa: BLE001
-        ok = False
-    if ok:
-        return GradeResult(Verdict.CORRECT, shown, gshown)
-    return GradeResult(Verdict.GOLD_UNPARSEABLE if raw_gold else Verdict.WRONG, shown, None if raw_gold else gshown)
+
+    def compare() -> Verdict:
+        try:
+            ok = _limited(lambda: verify(a, b, float_rounding=cfg.precision, timeout_seconds=None), cfg.timeout_s)
+        except _Deadline:
+            return Verdict.TIMEOUT
+        except Exception:  # noqa: BLE001
+            ok = False
+        return Verdict.CORRECT if ok else Verdict.GOLD_UNPARSEABLE if raw_gold else Verdict.WRONG
+    # the same extracted answer for the same gold (common within a GRPO group) is compared once
+    verdict = _cached(_VERIFY_CACHE, (cfg, gold, tuple(pred)), compare)
+    return GradeResult(verdict, shown, gshown)
 
 
 def _send(fd: int, obj) -> None:
@@ -304,6 +321,11 @@ def _worker_main(rfd: int, wfd: int) -> None:
         raise _Deadline
 
     signal.signal(signal.SIGALRM, on_alarm)
+    for cfg in (PAPER_REWARD, EVAL_EXPR_GOLD):  # first calls import half of sympy: do it before saying ready
+        _grade_one(r"so \boxed{\frac{1}{2}}", "$0.5$", cfg)
+        _grade_one(r"so \boxed{x^2+1}", "$(x+1)^2$", cfg)
+    _GOLD_CACHE.clear()
+    _VERIFY_CACHE.clear()
     _send(wfd, "ready")
     while True:
         head = _read_exact(rfd, 4)
@@ -314,7 +336,7 @@ def _worker_main(rfd: int, wfd: int) -> None:
             return
         op, cfg, gold, completion = pickle.loads(body)
         try:
-            res = _shown(_parsed_gold(gold, cfg)) if op == "gold" else _grade_one(completion, gold, cfg)
+            res = _shown(_parsed_gold(gold, cfg)[0]) if op == "gold" else _grade_one(completion, gold, cfg)
         except (_Deadline, Exception):  # noqa: BLE001 - a late alarm or a bug: never kill the loop
             res = None if op == "gold" else GradeResult(Verdict.ANSWER_UNPARSEABLE, None, None)
         _send(wfd, res)
@@ -385,7 +407,7 @@ class _Pool:
         with self.lock:
             while self.idle:
                 w = self.idle.pop()
-                if w.proc.poll() is None:
+                if w.proc.poll() is None and not w.dead:
                     return w
                 self.total -= 1
                 w.kill()
@@ -400,6 +422,25 @@ class _Pool:
             while self.total < min(n, _MAX_WORKERS):
                 self.total += 1
                 self.idle.insert(0, _Worker())  # taken last: ready ones are popped first
+
+    def warm(self, n: int, timeout_s: float) -> int:
+        self._warm(n)
+        deadline = time.monotonic() + timeout_s
+        with self.lock:  # take the starting ones out of the pool while reading their "ready"
+            starting = [w for w in self.idle if not w.ready]
+            self.idle = [w for w in self.idle if w.ready]
+        waiting = list(starting)
+        while waiting and time.monotonic() < deadline:
+            ready, _, _ = select.select([w.rfd for w in waiting], [], [], 0.1)
+            for w in [w for w in waiting if w.rfd in ready]:
+                msgs = w.messages()
+                if msgs is None or "ready" in msgs:  # a dead one is replaced when next taken
+                    w.ready = msgs is not None
+                    w.dead = msgs is None
+                    waiting.remove(w)
+        with self.lock:
+            self.idle[:0] = starting
+            return sum(w.ready for w in self.idle)
 
     def _give(self, w: _Worker, ok: bool) -> None:
         with self.lock:
