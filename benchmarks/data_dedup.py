@@ -30,8 +30,14 @@ def main() -> None:
     base = benchmarks.load("train-sample")
     rows = [{"problem": r["problem"], "solution": "", "answer": r["answer"], "source": "s"} for r in base]
     for r in base[:200]:  # near copies: spacing and a trailing remark changed
-        rows.append({"problem": r["problem"].replace(" ", "  ") + " Give an exact answer.", "solution": "",
-                     "answer": r["answer"], "source": "copy"})
+        rows.append(
+            {
+                "problem": r["problem"].replace(" ", "  ") + " Give an exact answer.",
+                "solution": "",
+                "answer": r["answer"],
+                "source": "copy",
+            }
+        )
     exact, _, _ = filters.dedup(rows, near=False, shingle_words=N_WORDS, threshold=THRESHOLD)
     t0 = time.perf_counter()
     want = naive(exact)

@@ -10,19 +10,33 @@ import typer
 
 from openrs_cli.commands._console import console, err_console, escape
 
-app = typer.Typer(help="Build training datasets (open-s1, open-deepscaler, open-rs, custom) and inspect them.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Build training datasets (open-s1, open-deepscaler, open-rs, custom) and inspect them.", no_args_is_help=True
+)
 
 
 @app.command("build")
 def build(
     name: Annotated[str, typer.Argument(help="open-s1 | open-deepscaler | open-rs | custom | a spec YAML file")],
-    overrides: Annotated[list[str] | None, typer.Argument(
-        help="key.sub=value overrides, e.g. seed=7 mix.easy=500 sources.open-deepscaler.solvable.model=openrs-tiny")] = None,
-    source: Annotated[list[str] | None, typer.Option(
-        "--source", help="Input for a source: PATH (one-source specs) or NAME=PATH; JSONL, Parquet, saved HF dir or Hub id")] = None,
-    column: Annotated[list[str] | None, typer.Option(
-        "--column", help="Column mapping ROLE=COLUMN for every source, ROLE in problem/solution/answer/source")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="key.sub=value overrides, e.g. seed=7 mix.easy=500 sources.open-deepscaler.solvable.model=openrs-tiny"
+        ),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="Input for a source: PATH (one-source specs) or NAME=PATH; JSONL, Parquet, saved HF dir or Hub id",
+        ),
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column", help="Column mapping ROLE=COLUMN for every source, ROLE in problem/solution/answer/source"
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: data/NAME)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset directory")] = False,
     show_spec: Annotated[bool, typer.Option("--show-spec", help="Print the resolved spec as JSON and stop")] = False,
@@ -64,13 +78,19 @@ def inspect(
     from rich.table import Table
 
     ok = "[green]ok[/]" if info["content_ok"] else "[bold red]MISMATCH (files changed since the build)[/]"
-    console.print(f"[bold]{escape(str(info['name']))}[/] {escape(info['dir'])}: {info['rows']} rows, seed {info['seed']}, "
-                  f"built {info['built_utc']} by openrs {info['openrs_version']}", highlight=False)
+    console.print(
+        f"[bold]{escape(str(info['name']))}[/] {escape(info['dir'])}: {info['rows']} rows, seed {info['seed']}, "
+        f"built {info['built_utc']} by openrs {info['openrs_version']}",
+        highlight=False,
+    )
     console.print(f"content_sha256 {info['content_sha256']} {ok}", highlight=False)
     for inp in info["inputs"]:
         digest = inp.get("sha256") or inp.get("rows_sha256") or ""
-        console.print(f"input {escape(inp['name'])}: {escape(inp['path'])} ({inp.get('format')}, {inp.get('rows')} rows, "
-                      f"sha256 {digest[:16]})", highlight=False)
+        console.print(
+            f"input {escape(inp['name'])}: {escape(inp['path'])} ({inp.get('format')}, {inp.get('rows')} rows, "
+            f"sha256 {digest[:16]})",
+            highlight=False,
+        )
     _print_stages(info["stages"])
     table = Table("column", "min", "p10", "p50", "p90", "max", "mean", title="lengths (characters)", box=None)
     for col, s in info["columns"].items():
@@ -99,9 +119,15 @@ class _progress:
     def __enter__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err_console, transient=False,
-                            disable=not err_console.is_terminal)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+            disable=not err_console.is_terminal,
+        )
         self.tasks: dict[str, int] = {}
         self.bar.__enter__()
         return self.update

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from openrs_cli.data import filters
 from openrs_cli.data.decontam import EvalIndex, decontaminate
@@ -30,8 +30,14 @@ def _noop(label: str, done: int, total: int | None) -> None:
     pass
 
 
-def build(spec: BuildSpec, out: Path, *, overwrite: bool = False, on_progress: Progress | None = None,
-          generate: Callable | None = None) -> dict:
+def build(
+    spec: BuildSpec,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    on_progress: Progress | None = None,
+    generate: Callable | None = None,
+) -> dict:
     """Build the dataset described by `spec` into `out`; returns the manifest that was written.
 
     on_progress(label, done, total) is called as stages advance (total None = unknown). `generate` replaces
@@ -44,8 +50,16 @@ def build(spec: BuildSpec, out: Path, *, overwrite: bool = False, on_progress: P
     stages: list[dict] = []
 
     def record(stage: str, pool: str, n_in: int | None, rows: list, dropped: dict, t0: float) -> None:
-        stages.append({"stage": stage, "pool": pool, "in": n_in, "out": len(rows), "dropped": dropped,
-                       "seconds": round(time.monotonic() - t0, 3)})
+        stages.append(
+            {
+                "stage": stage,
+                "pool": pool,
+                "in": n_in,
+                "out": len(rows),
+                "dropped": dropped,
+                "seconds": round(time.monotonic() - t0, 3),
+            }
+        )
 
     inputs, union = [], []
     for name, src in spec.sources.items():
@@ -73,8 +87,9 @@ def build(spec: BuildSpec, out: Path, *, overwrite: bool = False, on_progress: P
         union.extend(rows)
 
     t0, n = time.monotonic(), len(union)
-    rows, dropped, near_pairs = filters.dedup(union, spec.dedup.near, spec.dedup.shingle_words,
-                                              spec.dedup.threshold, progress, "dedup")
+    rows, dropped, near_pairs = filters.dedup(
+        union, spec.dedup.near, spec.dedup.shingle_words, spec.dedup.threshold, progress, "dedup"
+    )
     record("dedup", "all", n, rows, dropped, t0)
 
     t0, n = time.monotonic(), len(rows)
@@ -92,9 +107,15 @@ def build(spec: BuildSpec, out: Path, *, overwrite: bool = False, on_progress: P
             pools[name] = pool_rows
             continue
         t0 = time.monotonic()
-        hard, solved, stats = split_solvable(pool_rows, src.solvable, spec.seed, generate, progress, f"{name}: solvable")
-        solvable_stats[name] = {"model": src.solvable.model, "threshold": src.solvable.threshold,
-                                "easy": len(solved), **stats}
+        hard, solved, stats = split_solvable(
+            pool_rows, src.solvable, spec.seed, generate, progress, f"{name}: solvable"
+        )
+        solvable_stats[name] = {
+            "model": src.solvable.model,
+            "threshold": src.solvable.threshold,
+            "easy": len(solved),
+            **stats,
+        }
         record("solvable", name, len(pool_rows), hard, {"solved": len(solved)} if solved else {}, t0)
         pools[name] = hard
         if src.solvable.keep_easy:
@@ -120,8 +141,16 @@ def build(spec: BuildSpec, out: Path, *, overwrite: bool = False, on_progress: P
         mix_report[pool] = {"requested": size, "available": len(available), "taken": len(take)}
     if spec.shuffle:
         random.Random(f"{spec.seed}:shuffle").shuffle(mixed)
-    stages.append({"stage": "mix", "pool": "all", "in": sum(len(p) for p in pools.values()), "out": len(mixed),
-                   "dropped": {}, "seconds": round(time.monotonic() - t0, 3)})
+    stages.append(
+        {
+            "stage": "mix",
+            "pool": "all",
+            "in": sum(len(p) for p in pools.values()),
+            "out": len(mixed),
+            "dropped": {},
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+    )
     if not mixed:
         raise DataError(f"the build kept no rows; stage counts: {_short(stages)}; check the source and the filters")
 
@@ -143,8 +172,12 @@ def build(spec: BuildSpec, out: Path, *, overwrite: bool = False, on_progress: P
         "content_sha256": content_sha256(final),
         "easy_unused_rows": len(easy_left),
         "solvable": solvable_stats,
-        "decontamination": {"ngram": spec.decontam.ngram, "benchmarks": spec.decontam.benchmarks,
-                             "ignored_shared_ngrams": index.ignored, "hits": hits},
+        "decontamination": {
+            "ngram": spec.decontam.ngram,
+            "benchmarks": spec.decontam.benchmarks,
+            "ignored_shared_ngrams": index.ignored,
+            "hits": hits,
+        },
         "near_duplicates": near_pairs,
     }
     progress("write", 0, None)

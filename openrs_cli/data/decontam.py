@@ -11,7 +11,7 @@ listed with both texts, the benchmark name and the problem id.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 Progress = Callable[[str, int, int | None], None]
 _WORD = re.compile(r"[a-z0-9]+")
@@ -44,7 +44,7 @@ class EvalIndex:
                     grams = {tuple(w)}
                     self.short_lengths.add(len(w))
                 else:
-                    grams = {tuple(w[i: i + n]) for i in range(len(w) - n + 1)}
+                    grams = {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
                 for g in grams:
                     self.grams.setdefault(g, []).append(key)
         if ignore_shared:
@@ -61,14 +61,15 @@ class EvalIndex:
         found: dict[tuple[str, str], str] = {}
         for size in sorted({self.n, *self.short_lengths}):
             for i in range(len(w) - size + 1):
-                g = tuple(w[i: i + size])
+                g = tuple(w[i : i + size])
                 for key in self.grams.get(g, ()):
                     found.setdefault(key, " ".join(g))
         return found
 
 
-def decontaminate(rows: list[dict], index: EvalIndex, on_progress: Progress | None = None,
-                  label: str = "decontaminate") -> tuple[list[dict], dict, list[dict]]:
+def decontaminate(
+    rows: list[dict], index: EvalIndex, on_progress: Progress | None = None, label: str = "decontaminate"
+) -> tuple[list[dict], dict, list[dict]]:
     """Drop every row sharing an n-gram with an evaluation problem; return (kept, dropped counts, hits)."""
     kept, hits = [], []
     dropped = 0
@@ -81,16 +82,18 @@ def decontaminate(rows: list[dict], index: EvalIndex, on_progress: Progress | No
             continue
         dropped += 1
         for (bench, pid), gram in sorted(found.items()):
-            hits.append({
-                "benchmark": bench,
-                "problem_id": pid,
-                "ngram": gram,
-                "benchmark_problem": index.problems[(bench, pid)],
-                "train_problem": r["problem"],
-                "train_source": r["source"],
-                "train_pool": r["_pool"],
-                "train_row": r["_row"],
-            })
+            hits.append(
+                {
+                    "benchmark": bench,
+                    "problem_id": pid,
+                    "ngram": gram,
+                    "benchmark_problem": index.problems[(bench, pid)],
+                    "train_problem": r["problem"],
+                    "train_source": r["source"],
+                    "train_pool": r["_pool"],
+                    "train_row": r["_row"],
+                }
+            )
     if on_progress:
         on_progress(label, len(rows), len(rows))
     return kept, ({"contaminated": dropped} if dropped else {}), hits

@@ -21,7 +21,7 @@ import random
 import re
 import unicodedata
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -45,8 +45,9 @@ def normalise(rows: list[dict]) -> tuple[list[dict], dict]:
         if not problem:
             dropped["empty_problem"] += 1
             continue
-        kept.append({**r, "problem": problem, "solution": normalise_text(r["solution"]),
-                     "answer": normalise_text(r["answer"])})
+        kept.append(
+            {**r, "problem": problem, "solution": normalise_text(r["solution"]), "answer": normalise_text(r["answer"])}
+        )
     return kept, dict(dropped)
 
 
@@ -59,12 +60,13 @@ def all_boxed(text: str) -> list[str]:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            out.append(text[m.end(): i - 1].strip())
+            out.append(text[m.end() : i - 1].strip())
     return out
 
 
-def require_gold(rows: list[dict], require_boxed: bool, on_progress: Progress | None = None,
-                 label: str = "gold") -> tuple[list[dict], dict]:
+def require_gold(
+    rows: list[dict], require_boxed: bool, on_progress: Progress | None = None, label: str = "gold"
+) -> tuple[list[dict], dict]:
     from dataclasses import replace
 
     from openrs_cli.grading import PAPER_REWARD, Verdict, extract_boxed, grade_many
@@ -88,9 +90,9 @@ def require_gold(rows: list[dict], require_boxed: bool, on_progress: Progress | 
     for start in range(0, len(candidates), step):
         if on_progress:
             on_progress(label, start, len(candidates))
-        chunk = candidates[start:start + step]
+        chunk = candidates[start : start + step]
         results = grade_many([("", f"$\\boxed{{{r['answer']}}}$") for r in chunk], cfg)
-        for r, res in zip(chunk, results):
+        for r, res in zip(chunk, results, strict=True):
             if res.verdict == Verdict.GOLD_UNPARSEABLE:
                 dropped["gold_unparseable"] += 1
             else:
@@ -104,8 +106,10 @@ def _marker(label: str) -> str:
     return rf"(?:^|[\s:;,.，：；。])[(（]\s*{label}\s*[)）]"
 
 
-_PART_PAIRS = [(re.compile(_marker(a)), re.compile(_marker(b)))
-               for a, b in (("a", "b"), ("1", "2"), ("i", "ii"), ("I", "II"), ("Ⅰ", "Ⅱ"))]
+_PART_PAIRS = [
+    (re.compile(_marker(a)), re.compile(_marker(b)))
+    for a, b in (("a", "b"), ("1", "2"), ("i", "ii"), ("I", "II"), ("Ⅰ", "Ⅱ"))
+]
 _PART_PAIRS.append((re.compile(r"(?m)^\s*a\)\s"), re.compile(r"(?m)^\s*b\)\s")))
 _PART_PAIRS.append((re.compile("①"), re.compile("②")))
 _VERB = r"(?:find|determine|compute|calculate|evaluate|prove|show|solve|explain|justify)"
@@ -155,7 +159,7 @@ def shingles(problem: str, n: int) -> frozenset[str]:
     words = re.findall(r"\w+", problem.casefold())
     if len(words) <= n:
         return frozenset([" ".join(words)]) if words else frozenset()
-    return frozenset(" ".join(words[i: i + n]) for i in range(len(words) - n + 1))
+    return frozenset(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
 _PERMS, _BANDS = 100, 20  # 20 bands x 5 rows: a pair at Jaccard 0.8 becomes a candidate with p > 0.999
@@ -174,13 +178,25 @@ def _minhash_params():
 def _signature(sh: frozenset[str], a, b):
     import numpy as np
 
-    x = np.fromiter((int.from_bytes(hashlib.blake2b(s.encode(), digest_size=4).digest(), "little") % _MERSENNE
-                     for s in sorted(sh)), dtype=np.uint64, count=len(sh))
+    x = np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(s.encode(), digest_size=4).digest(), "little") % _MERSENNE
+            for s in sorted(sh)
+        ),
+        dtype=np.uint64,
+        count=len(sh),
+    )
     return ((np.outer(x, a) + b) % _MERSENNE).min(axis=0)
 
 
-def dedup(rows: list[dict], near: bool, shingle_words: int, threshold: float,
-          on_progress: Progress | None = None, label: str = "dedup") -> tuple[list[dict], dict, list[dict]]:
+def dedup(
+    rows: list[dict],
+    near: bool,
+    shingle_words: int,
+    threshold: float,
+    on_progress: Progress | None = None,
+    label: str = "dedup",
+) -> tuple[list[dict], dict, list[dict]]:
     """Drop exact then near duplicates, keeping the earliest row; also returns the near pairs found."""
     kept, dropped, pairs = [], Counter(), []
     seen: set[str] = set()
@@ -207,7 +223,7 @@ def dedup(rows: list[dict], near: bool, shingle_words: int, threshold: float,
             sets.append(sh)
             continue
         sig = _signature(sh, a, b)
-        keys = [(band, sig[band * rows_per_band:(band + 1) * rows_per_band].tobytes()) for band in range(_BANDS)]
+        keys = [(band, sig[band * rows_per_band : (band + 1) * rows_per_band].tobytes()) for band in range(_BANDS)]
         match = None
         for j in sorted({j for k in keys for j in buckets.get(k, ())}):
             inter = len(sh & sets[j])

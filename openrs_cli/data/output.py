@@ -40,7 +40,10 @@ def check_target(out: Path, overwrite: bool) -> None:
     if not overwrite:
         raise RunDirError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
     if not out.is_dir() or not (out / MANIFEST).is_file():
-        raise RunDirError(f"{out} exists and is not an openrs dataset (no {MANIFEST}); openrs will not replace it, choose another --out")
+        raise RunDirError(
+            f"{out} exists and is not an openrs dataset (no {MANIFEST}); "
+            "openrs will not replace it, choose another --out"
+        )
 
 
 def _table(rows: list[dict]):
@@ -103,8 +106,14 @@ def _length_stats(values: list[str]) -> dict:
     def q(f: float) -> int:
         return lengths[min(len(lengths) - 1, int(f * len(lengths)))]
 
-    return {"min": lengths[0], "p10": q(0.1), "p50": q(0.5), "p90": q(0.9), "max": lengths[-1],
-            "mean": round(sum(lengths) / len(lengths), 1)}
+    return {
+        "min": lengths[0],
+        "p10": q(0.1),
+        "p50": q(0.5),
+        "p90": q(0.9),
+        "max": lengths[-1],
+        "mean": round(sum(lengths) / len(lengths), 1),
+    }
 
 
 def inspect_dir(d: Path) -> dict:
@@ -116,7 +125,9 @@ def inspect_dir(d: Path) -> dict:
     try:
         rows = pq.read_table(d / "data.parquet").to_pylist()
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"{d / 'data.parquet'} cannot be read ({str(e).splitlines()[0]}); rebuild the dataset") from None
+        raise DataError(
+            f"{d / 'data.parquet'} cannot be read ({str(e).splitlines()[0]}); rebuild the dataset"
+        ) from None
     sources: dict[str, int] = {}
     for r in rows:
         sources[r["source"]] = sources.get(r["source"], 0) + 1

@@ -7,7 +7,7 @@ signature as `openrs_cli.evaluate.generate`.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from openrs_cli.data.spec import SolvableSpec
 
@@ -19,8 +19,14 @@ def gold_text(answer: str) -> str:
     return f"$\\boxed{{{answer}}}$"
 
 
-def split_solvable(rows: list[dict], spec: SolvableSpec, seed: int, generate: Callable | None = None,
-                   on_progress: Progress | None = None, label: str = "solvable") -> tuple[list[dict], list[dict], dict]:
+def split_solvable(
+    rows: list[dict],
+    spec: SolvableSpec,
+    seed: int,
+    generate: Callable | None = None,
+    on_progress: Progress | None = None,
+    label: str = "solvable",
+) -> tuple[list[dict], list[dict], dict]:
     """Return (hard rows, easy rows, stats). stats holds the histogram of correct samples per problem."""
     from openrs_cli.grading import EVAL_LATEX_GOLD, grade_many
 
@@ -38,22 +44,29 @@ def split_solvable(rows: list[dict], spec: SolvableSpec, seed: int, generate: Ca
     if on_progress:
         on_progress(f"{label}: generate", 0, total * spec.samples)
     completions = generate(
-        spec.model, prompts, samples=spec.samples, max_new_tokens=spec.max_new_tokens,
-        temperature=spec.temperature, top_p=spec.top_p, seed=seed, backend=spec.backend,
-        batch_size=spec.batch_size, on_progress=gen_progress,
+        spec.model,
+        prompts,
+        samples=spec.samples,
+        max_new_tokens=spec.max_new_tokens,
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        seed=seed,
+        backend=spec.backend,
+        batch_size=spec.batch_size,
+        on_progress=gen_progress,
     )
     if on_progress:
         on_progress(f"{label}: generate", total * spec.samples, total * spec.samples)
         on_progress(f"{label}: grade", 0, total * spec.samples)
-    pairs = [(c.text, gold_text(r["answer"])) for r, cs in zip(rows, completions) for c in cs]
+    pairs = [(c.text, gold_text(r["answer"])) for r, cs in zip(rows, completions, strict=True) for c in cs]
     results = grade_many(pairs, EVAL_LATEX_GOLD)
     if on_progress:
         on_progress(f"{label}: grade", len(pairs), len(pairs))
     hard, easy, hist = [], [], Counter()
     pos = 0
-    for r, cs in zip(rows, completions):
+    for r, cs in zip(rows, completions, strict=True):
         n = len(cs)
-        correct = sum(1 for res in results[pos: pos + n] if res.correct)
+        correct = sum(1 for res in results[pos : pos + n] if res.correct)
         pos += n
         hist[correct] += 1
         rate = correct / n if n else 0.0

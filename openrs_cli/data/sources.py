@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from openrs_cli.errors import DataError
 from openrs_cli.data.spec import SourceSpec
+from openrs_cli.errors import DataError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HF_DIR_MARKERS = ("state.json", "dataset_dict.json")
@@ -140,13 +140,18 @@ def load_source(name: str, spec: SourceSpec) -> tuple[list[dict], dict]:
             raw, columns = _read_parquet(path, wanted)
             info["format"] = "parquet"
         else:
-            raise DataError(f"{path}: unsupported file type '{suffix}'; use .jsonl, .json, .parquet or a saved dataset dir")
+            raise DataError(
+                f"{path}: unsupported file type '{suffix}'; use .jsonl, .json, .parquet or a saved dataset dir"
+            )
         from openrs_cli.benchmarks import sha256_file
 
         info["sha256"] = sha256_file(path)
     elif path.is_dir():
         if not any((path / m).is_file() for m in _HF_DIR_MARKERS):
-            raise DataError(f"{path} is a directory but not a saved HF dataset (no state.json); pass a file or a dir from save_to_disk")
+            raise DataError(
+                f"{path} is a directory but not a saved HF dataset (no state.json); "
+                "pass a file or a directory written by save_to_disk"
+            )
         ds = _read_hf_dir(path, spec.split)
         columns = list(ds.column_names)
         raw = ds.select_columns([c for c in wanted if c in columns]).to_list()
@@ -157,7 +162,9 @@ def load_source(name: str, spec: SourceSpec) -> tuple[list[dict], dict]:
         raw = ds.select_columns([c for c in wanted if c in columns]).to_list()
         info.update(format="hub", config=spec.config, split=spec.split, fingerprint=getattr(ds, "_fingerprint", None))
     else:
-        raise DataError(f"source file {spec.path} does not exist; pass an existing --source FILE or a Hub id (owner/name)")
+        raise DataError(
+            f"source file {spec.path} does not exist; pass an existing --source FILE or a Hub id (owner/name)"
+        )
     if columns is None:
         seen: dict[str, None] = {}
         for r in raw:
@@ -170,15 +177,25 @@ def load_source(name: str, spec: SourceSpec) -> tuple[list[dict], dict]:
         raw = raw[: spec.limit]
     rows = []
     for i, r in enumerate(raw):
-        rows.append({
-            "problem": _as_text(r.get(spec.problem_column), spec.problem_column, i, spec.path),
-            "solution": _as_text(r.get(spec.solution_column), spec.solution_column, i, spec.path) if spec.solution_column else None,
-            "answer": _as_text(r.get(spec.answer_column), spec.answer_column, i, spec.path) if spec.answer_column else None,
-            "source": _as_text(r.get(spec.source_column), spec.source_column, i, spec.path) if spec.source_column else name,
-        })
+        rows.append(
+            {
+                "problem": _as_text(r.get(spec.problem_column), spec.problem_column, i, spec.path),
+                "solution": _as_text(r.get(spec.solution_column), spec.solution_column, i, spec.path)
+                if spec.solution_column
+                else None,
+                "answer": _as_text(r.get(spec.answer_column), spec.answer_column, i, spec.path)
+                if spec.answer_column
+                else None,
+                "source": _as_text(r.get(spec.source_column), spec.source_column, i, spec.path)
+                if spec.source_column
+                else name,
+            }
+        )
     h = hashlib.sha256()
     for r in rows:
-        h.update(json.dumps([r["problem"], r["solution"], r["answer"], r["source"]], ensure_ascii=False).encode() + b"\n")
+        h.update(
+            json.dumps([r["problem"], r["solution"], r["answer"], r["source"]], ensure_ascii=False).encode() + b"\n"
+        )
     info.update(columns=columns, rows=len(rows), rows_sha256=h.hexdigest())
     return rows, info
 
@@ -190,7 +207,9 @@ def _check_columns(spec: SourceSpec, columns: list[str]) -> None:
             f"{spec.path} has no column '{spec.problem_column}' (columns: {shown}); map it with --column problem=NAME"
         )
     if spec.source_column and spec.source_column not in columns:
-        raise DataError(f"{spec.path} has no column '{spec.source_column}' (columns: {shown}); fix --column source=NAME")
+        raise DataError(
+            f"{spec.path} has no column '{spec.source_column}' (columns: {shown}); fix --column source=NAME"
+        )
     has_sol = bool(spec.solution_column) and spec.solution_column in columns
     has_ans = bool(spec.answer_column) and spec.answer_column in columns
     if not (has_sol or has_ans):
@@ -199,4 +218,7 @@ def _check_columns(spec: SourceSpec, columns: list[str]) -> None:
             f"'{spec.answer_column}' (columns: {shown}); map one with --column solution=NAME or --column answer=NAME"
         )
     if spec.require_boxed and not has_sol:
-        raise DataError(f"{spec.path}: require_boxed needs a solution column, '{spec.solution_column}' is missing; map it with --column solution=NAME")
+        raise DataError(
+            f"{spec.path}: require_boxed needs a solution column, '{spec.solution_column}' is missing; "
+            "map it with --column solution=NAME"
+        )

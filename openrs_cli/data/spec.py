@@ -68,7 +68,9 @@ class SourceSpec(_Strict):
 class DedupSpec(_Strict):
     near: bool = True
     shingle_words: int = Field(5, ge=1, description="Word n-gram size of the near-duplicate shingles")
-    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity at or above which rows are near-duplicates")
+    threshold: float = Field(
+        0.8, gt=0, le=1, description="Jaccard similarity at or above which rows are near-duplicates"
+    )
 
 
 class DecontamSpec(_Strict):
@@ -94,7 +96,8 @@ class BuildSpec(_Strict):
     decontam: DecontamSpec = Field(default_factory=DecontamSpec)
     mix: dict[str, int | None] = Field(
         default_factory=dict,
-        description="Pool -> rows to sample (null = all). Pools: source names and 'easy'; empty = every source, all rows",
+        description="Pool -> rows to sample (null = all). Pools: source names and 'easy'; "
+        "empty = every source, all rows",
     )
     shuffle: bool = True
 
@@ -116,13 +119,23 @@ class BuildSpec(_Strict):
         return dict(self.mix) if self.mix else {name: None for name in self.sources}
 
 
-_S1 = {"path": "simplescaling/data_ablation_full59K", "problem_column": "question", "solution_column": "solution",
-       "answer_column": None, "require_boxed": True, "drop_multipart": False,
-       "solvable": {"model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"}}
-_DEEPSCALER = {"path": "agentica-org/DeepScaleR-Preview-Dataset", "problem_column": "problem",
-               "solution_column": "solution", "answer_column": "answer", "drop_multipart": True,
-               "solvable": {"model": "Qwen/Qwen2.5-Math-7B-Instruct", "temperature": 0.7, "top_p": 0.9,
-                            "max_new_tokens": 4096}}
+_S1 = {
+    "path": "simplescaling/data_ablation_full59K",
+    "problem_column": "question",
+    "solution_column": "solution",
+    "answer_column": None,
+    "require_boxed": True,
+    "drop_multipart": False,
+    "solvable": {"model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"},
+}
+_DEEPSCALER = {
+    "path": "agentica-org/DeepScaleR-Preview-Dataset",
+    "problem_column": "problem",
+    "solution_column": "solution",
+    "answer_column": "answer",
+    "drop_multipart": True,
+    "solvable": {"model": "Qwen/Qwen2.5-Math-7B-Instruct", "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 4096},
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "open-s1": {
@@ -135,8 +148,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "open-rs": {
         "description": "3,000 open-s1 + 3,000 open-deepscaler + 1,000 easy (solved by the DeepScaleR filter model)",
-        "sources": {"open-s1": {**_S1, "solvable": {**_S1["solvable"], "keep_easy": False}},
-                    "open-deepscaler": _DEEPSCALER},
+        "sources": {
+            "open-s1": {**_S1, "solvable": {**_S1["solvable"], "keep_easy": False}},
+            "open-deepscaler": _DEEPSCALER,
+        },
         "mix": {"open-s1": 3000, "open-deepscaler": 3000, EASY: 1000},
     },
     "custom": {
@@ -194,7 +209,9 @@ def load_spec(
         if p.suffix not in (".yaml", ".yml") or not p.is_file():
             near = difflib.get_close_matches(name_or_path, list(PRESETS), n=1)
             hint = f"did you mean '{near[0]}'? " if near else ""
-            raise DataError(f"unknown data spec '{name_or_path}'; {hint}use one of {', '.join(PRESETS)} or a YAML file")
+            raise DataError(
+                f"unknown data spec '{name_or_path}'; {hint}use one of {', '.join(PRESETS)} or a YAML file"
+            )
         try:
             data = parse_yaml(p.read_text(encoding="utf-8"), str(p)) or {}
         except UnicodeDecodeError:
@@ -240,5 +257,7 @@ def load_spec(
         raise DataError(f"data spec '{name_or_path}': {_explain(e.errors()[0])}") from None
     for name, s in spec.sources.items():
         if not s.path:
-            raise DataError(f"source '{name}' has no path; pass --source FILE (JSONL, Parquet or a saved HF dataset dir)")
+            raise DataError(
+                f"source '{name}' has no path; pass --source FILE (JSONL, Parquet or a saved HF dataset dir)"
+            )
     return spec

@@ -14,15 +14,35 @@ from openrs_cli import benchmarks
 def test_open_rs_with_tiny_model_solver(tmp_path, tiny_model_dir, cli):
     rows = benchmarks.load("train-sample")
     s1, ds = tmp_path / "s1.jsonl", tmp_path / "ds.jsonl"
-    s1.write_text("".join(json.dumps({"question": r["problem"], "solution": r.get("solution") or f"$\\boxed{{{r['answer']}}}$"})
-                          + "\n" for r in rows[:80]))
-    ds.write_text("".join(json.dumps({"problem": r["problem"], "answer": r["answer"]}) + "\n" for r in rows[1000:1020]))
-    args = ["data", "build", "open-rs", "--source", f"open-s1={s1}", "--source", f"open-deepscaler={ds}",
-            "sources.open-s1.solvable.model=null", "sources.open-deepscaler.solvable.model=openrs-tiny",
-            "sources.open-deepscaler.solvable.samples=2", "sources.open-deepscaler.solvable.max_new_tokens=8",
-            "sources.open-deepscaler.solvable.batch_size=64", "sources.open-deepscaler.solvable.prompt={problem}",
-            "sources.open-deepscaler.solvable.threshold=0.5",
-            "mix.open-s1=30", "mix.open-deepscaler=null", "mix.easy=null"]
+    s1.write_text(
+        "".join(
+            json.dumps({"question": r["problem"], "solution": r.get("solution") or f"$\\boxed{{{r['answer']}}}$"})
+            + "\n"
+            for r in rows[:80]
+        )
+    )
+    ds.write_text(
+        "".join(json.dumps({"problem": r["problem"], "answer": r["answer"]}) + "\n" for r in rows[1000:1020])
+    )
+    args = [
+        "data",
+        "build",
+        "open-rs",
+        "--source",
+        f"open-s1={s1}",
+        "--source",
+        f"open-deepscaler={ds}",
+        "sources.open-s1.solvable.model=null",
+        "sources.open-deepscaler.solvable.model=openrs-tiny",
+        "sources.open-deepscaler.solvable.samples=2",
+        "sources.open-deepscaler.solvable.max_new_tokens=8",
+        "sources.open-deepscaler.solvable.batch_size=64",
+        "sources.open-deepscaler.solvable.prompt={problem}",
+        "sources.open-deepscaler.solvable.threshold=0.5",
+        "mix.open-s1=30",
+        "mix.open-deepscaler=null",
+        "mix.easy=null",
+    ]
     code, _, err = cli(*args, "--out", str(tmp_path / "a"))
     assert code == 0, err
     m = json.loads((tmp_path / "a" / "manifest.json").read_text())
@@ -40,8 +60,9 @@ def test_open_rs_with_tiny_model_solver(tmp_path, tiny_model_dir, cli):
     assert m2["content_sha256"] == m["content_sha256"] and m2["files"] == m["files"]
     assert m2["solvable"] == m["solvable"]
     # Threshold 0: every problem counts as solved, so the whole pool moves to 'easy' (the easy path, real engines).
-    code, _, err = cli(*args, "sources.open-deepscaler.solvable.threshold=0", "mix.open-deepscaler=0",
-                       "--out", str(tmp_path / "c"))
+    code, _, err = cli(
+        *args, "sources.open-deepscaler.solvable.threshold=0", "mix.open-deepscaler=0", "--out", str(tmp_path / "c")
+    )
     assert code == 0, err
     m3 = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert m3["solvable"]["open-deepscaler"]["easy"] == sv["in"] and m3["pools"]["open-deepscaler"] == 0

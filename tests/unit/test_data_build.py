@@ -28,8 +28,13 @@ def halves(tmp_path_factory) -> tuple[Path, Path]:
     """The sample split in two, standing in for the s1 pool (s1 column names) and DeepScaleR."""
     d = tmp_path_factory.mktemp("src")
     rows = benchmarks.load("train-sample")
-    s1 = _write_jsonl(d / "s1.jsonl", [{"question": r["problem"], "solution": r.get("solution") or f"$\\boxed{{{r['answer']}}}$"}
-                                       for r in rows[:1000]])
+    s1 = _write_jsonl(
+        d / "s1.jsonl",
+        [
+            {"question": r["problem"], "solution": r.get("solution") or f"$\\boxed{{{r['answer']}}}$"}
+            for r in rows[:1000]
+        ],
+    )
     ds = _write_jsonl(d / "ds.jsonl", [{k: r.get(k) for k in ("problem", "solution", "answer")} for r in rows[1000:]])
     return s1, ds
 
@@ -42,8 +47,19 @@ def fake_generate(answers: dict[str, str]):
     """Same signature as openrs_cli.evaluate.generate; 'solves' a fixed quarter of the problems (prompt = problem)."""
     from openrs_cli.evaluate import Completion
 
-    def generate(model, prompts, *, samples=1, max_new_tokens, temperature, top_p, seed, backend="auto",
-                 batch_size=None, on_progress=None):
+    def generate(
+        model,
+        prompts,
+        *,
+        samples=1,
+        max_new_tokens,
+        temperature,
+        top_p,
+        seed,
+        backend="auto",
+        batch_size=None,
+        on_progress=None,
+    ):
         out = []
         for p in prompts:
             text = p[-1]["content"]
@@ -56,9 +72,15 @@ def fake_generate(answers: dict[str, str]):
     return generate
 
 
-OPEN_RS_SMALL = ["sources.open-deepscaler.solvable.prompt={problem}", "sources.open-deepscaler.solvable.samples=2",
-                 "sources.open-deepscaler.solvable.model=fake", "sources.open-s1.solvable.model=null",
-                 "mix.open-s1=300", "mix.open-deepscaler=300", "mix.easy=50"]
+OPEN_RS_SMALL = [
+    "sources.open-deepscaler.solvable.prompt={problem}",
+    "sources.open-deepscaler.solvable.samples=2",
+    "sources.open-deepscaler.solvable.model=fake",
+    "sources.open-s1.solvable.model=null",
+    "mix.open-s1=300",
+    "mix.open-deepscaler=300",
+    "mix.easy=50",
+]
 
 
 def _build_open_rs(halves, out: Path, extra: list[str] = ()) -> dict:
@@ -97,15 +119,18 @@ def test_open_rs_shaped_mix_stage_counts(open_rs):
     dd = _stage(m, "dedup", "all")
     assert dd["in"] == 1961 and dd["dropped"] == {"exact_duplicate": 74, "near_duplicate": 6}
     dc = _stage(m, "decontaminate", "all")
-    assert dc["in"] == 1881 and dc["dropped"]["contaminated"] == len({(h["train_pool"], h["train_row"])
-                                                                      for h in m["decontamination"]["hits"]})
+    assert dc["in"] == 1881 and dc["dropped"]["contaminated"] == len(
+        {(h["train_pool"], h["train_row"]) for h in m["decontamination"]["hits"]}
+    )
     sv = _stage(m, "solvable", "open-deepscaler")
     assert sv["in"] == sv["out"] + sv["dropped"]["solved"] == m["pools"]["open-deepscaler"] + m["pools"]["easy"]
     assert sum(m["solvable"]["open-deepscaler"]["correct_histogram"].values()) == sv["in"]
     assert set(m["solvable"]["open-deepscaler"]["correct_histogram"]) == {"0", "2"}
-    assert m["mix"] == {"open-s1": {"requested": 300, "available": m["pools"]["open-s1"], "taken": 300},
-                        "open-deepscaler": {"requested": 300, "available": sv["out"], "taken": 300},
-                        "easy": {"requested": 50, "available": sv["dropped"]["solved"], "taken": 50}}
+    assert m["mix"] == {
+        "open-s1": {"requested": 300, "available": m["pools"]["open-s1"], "taken": 300},
+        "open-deepscaler": {"requested": 300, "available": sv["out"], "taken": 300},
+        "easy": {"requested": 50, "available": sv["dropped"]["solved"], "taken": 50},
+    }
     assert m["rows"] == 650 and m["easy_unused_rows"] == sv["dropped"]["solved"] - 50
 
 
@@ -150,14 +175,26 @@ def test_rebuild_is_byte_identical_and_seed_changes_it(open_rs, halves, tmp_path
 
 def test_planted_eval_problems_are_removed_and_listed(tmp_path, cli):
     train = benchmarks.load("train-sample")[:60]
-    planted = [benchmarks.load(name)[i] for name, i in
-               (("aime24", 3), ("amc23", 5), ("math500", 7), ("minerva", 11), ("olympiadbench", 13))]
+    planted = [
+        benchmarks.load(name)[i]
+        for name, i in (("aime24", 3), ("amc23", 5), ("math500", 7), ("minerva", 11), ("olympiadbench", 13))
+    ]
     rows = [{"problem": r["problem"], "answer": r["answer"]} for r in train]
     for k, p in enumerate(planted):  # spread them through the file, one with its spacing changed
-        rows.insert(10 * k + 3, {"problem": p["problem"] if k else "  " + p["problem"].replace(" ", "\n", 3), "answer": "7"})
+        rows.insert(
+            10 * k + 3, {"problem": p["problem"] if k else "  " + p["problem"].replace(" ", "\n", 3), "answer": "7"}
+        )
     src = _write_jsonl(tmp_path / "in.jsonl", rows)
-    code, out, err = cli("data", "build", "custom", "--source", str(src), "--out", str(tmp_path / "o"),
-                         "sources.custom.drop_multipart=false")
+    code, out, err = cli(
+        "data",
+        "build",
+        "custom",
+        "--source",
+        str(src),
+        "--out",
+        str(tmp_path / "o"),
+        "sources.custom.drop_multipart=false",
+    )
     assert code == 0, err
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     hits = m["decontamination"]["hits"]
@@ -177,8 +214,18 @@ def test_planted_eval_problems_are_removed_and_listed(tmp_path, cli):
 def test_existing_output_kept_unless_overwrite_and_failed_build_leaves_it(halves, tmp_path, cli):
     s1, _ = halves
     out = tmp_path / "d"
-    args = ("data", "build", "custom", "--source", str(s1), "--column", "problem=question", "--out", str(out),
-            "sources.custom.limit=40")
+    args = (
+        "data",
+        "build",
+        "custom",
+        "--source",
+        str(s1),
+        "--column",
+        "problem=question",
+        "--out",
+        str(out),
+        "sources.custom.limit=40",
+    )
     assert cli(*args)[0] == 0
     before = _files(out)
     code, _, err = cli(*args)
@@ -220,7 +267,9 @@ def _bad(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     good = {"problem": "What is 1+1?", "answer": "2"}
     (tmp_path / "empty.jsonl").write_text("\n")
     (tmp_path / "badjson.jsonl").write_text(json.dumps(good) + "\n{not json\n")
-    (tmp_path / "latin1.jsonl").write_bytes((json.dumps(good) + "\n").encode() + '{"problem": "caf\xe9"}\n'.encode("latin-1"))
+    (tmp_path / "latin1.jsonl").write_bytes(
+        (json.dumps(good) + "\n").encode() + '{"problem": "caf\xe9"}\n'.encode("latin-1")
+    )
     _write_jsonl(tmp_path / "cols.jsonl", [{"question": "What is 1+1?", "answer": "2"}])
     _write_jsonl(tmp_path / "noans.jsonl", [{"problem": "What is 1+1?", "reply": "2"}])
     _write_jsonl(tmp_path / "types.jsonl", [good, {"problem": {"text": "x"}, "answer": "1"}])
@@ -238,7 +287,10 @@ def _bad(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "empty": ([str(tmp_path / "empty.jsonl")], "has no rows"),
         "bad_json": ([str(tmp_path / "badjson.jsonl")], "line 2: not valid JSON"),
         "not_utf8": ([str(tmp_path / "latin1.jsonl")], "is not UTF-8 (bad byte at line 2)"),
-        "wrong_columns": ([str(tmp_path / "cols.jsonl")], "no column 'problem' (columns: question, answer); map it with --column problem=NAME"),
+        "wrong_columns": (
+            [str(tmp_path / "cols.jsonl")],
+            "no column 'problem' (columns: question, answer); map it with --column problem=NAME",
+        ),
         "no_gold_column": ([str(tmp_path / "noans.jsonl")], "neither a solution column"),
         "unparseable_row": ([str(tmp_path / "types.jsonl")], "row 1: column 'problem' holds a dict"),
         "no_gold_rows": ([str(tmp_path / "nogold.jsonl")], "the build kept no rows"),
@@ -248,8 +300,22 @@ def _bad(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "bad_json", "not_utf8", "wrong_columns", "no_gold_column",
-                                  "unparseable_row", "no_gold_rows", "truncated_parquet", "unsupported", "plain_dir"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "empty",
+        "bad_json",
+        "not_utf8",
+        "wrong_columns",
+        "no_gold_column",
+        "unparseable_row",
+        "no_gold_rows",
+        "truncated_parquet",
+        "unsupported",
+        "plain_dir",
+    ],
+)
 def test_bad_inputs_one_line_exit_2(case, tmp_path, cli):
     src, fragment = _bad(tmp_path)[case]
     code, _, err = cli("data", "build", "custom", "--source", *src, "--out", str(tmp_path / "out"))

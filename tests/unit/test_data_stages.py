@@ -15,8 +15,12 @@ def _row(problem, solution="", answer="1", source="t", i=0):
 
 
 def test_presets_and_overrides():
-    spec = load_spec("open-rs", ["seed=7", "mix.easy=10", "sources.open-deepscaler.solvable.samples=2"],
-                     ["open-s1=a.jsonl", "open-deepscaler=b.parquet"], ["problem=question"])
+    spec = load_spec(
+        "open-rs",
+        ["seed=7", "mix.easy=10", "sources.open-deepscaler.solvable.samples=2"],
+        ["open-s1=a.jsonl", "open-deepscaler=b.parquet"],
+        ["problem=question"],
+    )
     assert spec.seed == 7 and spec.pools() == {"open-s1": 3000, "open-deepscaler": 3000, "easy": 10}
     assert spec.sources["open-s1"].path == "a.jsonl" and spec.sources["open-deepscaler"].path == "b.parquet"
     assert spec.sources["open-deepscaler"].solvable.samples == 2
@@ -25,16 +29,19 @@ def test_presets_and_overrides():
     assert load_spec("open-deepscaler").sources["open-deepscaler"].path == "agentica-org/DeepScaleR-Preview-Dataset"
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (("custom",), "has no path"),
-    (("open-rsx",), "did you mean 'open-rs'"),
-    (("custom", ["sede=1"], ["x.jsonl"]), "unknown key 'sede'; did you mean 'seed'"),
-    (("custom", ["sources.custom.limt=3"], ["x.jsonl"]), "did you mean 'limit'"),
-    (("custom", ["mix.nope=3"], ["x.jsonl"]), "mix pool 'nope'"),
-    (("open-rs", [], ["x.jsonl"]), "write --source NAME=PATH"),
-    (("custom", [], ["x.jsonl"], ["question"]), "ROLE=COLUMN"),
-    (("custom", ["decontam.benchmarks=[aime25]"], ["x.jsonl"]), "unknown benchmark 'aime25'"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("custom",), "has no path"),
+        (("open-rsx",), "did you mean 'open-rs'"),
+        (("custom", ["sede=1"], ["x.jsonl"]), "unknown key 'sede'; did you mean 'seed'"),
+        (("custom", ["sources.custom.limt=3"], ["x.jsonl"]), "did you mean 'limit'"),
+        (("custom", ["mix.nope=3"], ["x.jsonl"]), "mix pool 'nope'"),
+        (("open-rs", [], ["x.jsonl"]), "write --source NAME=PATH"),
+        (("custom", [], ["x.jsonl"], ["question"]), "ROLE=COLUMN"),
+        (("custom", ["decontam.benchmarks=[aime25]"], ["x.jsonl"]), "unknown benchmark 'aime25'"),
+    ],
+)
 def test_spec_errors_are_one_line(args, fragment):
     with pytest.raises(DataError) as e:
         load_spec(*args)
@@ -43,8 +50,10 @@ def test_spec_errors_are_one_line(args, fragment):
 
 def test_yaml_spec_with_base(tmp_path):
     p = tmp_path / "mine.yaml"
-    p.write_text("base: open-rs\nseed: 3\nmix: {open-s1: 5, open-deepscaler: 5, easy: 0}\n"
-                 "sources:\n  open-s1: {path: s1.jsonl}\n  open-deepscaler: {path: ds.jsonl, limit: 9}\n")
+    p.write_text(
+        "base: open-rs\nseed: 3\nmix: {open-s1: 5, open-deepscaler: 5, easy: 0}\n"
+        "sources:\n  open-s1: {path: s1.jsonl}\n  open-deepscaler: {path: ds.jsonl, limit: 9}\n"
+    )
     spec = load_spec(str(p))
     assert spec.name == "mine" and spec.seed == 3 and spec.sources["open-deepscaler"].limit == 9
     assert spec.sources["open-s1"].problem_column == "question"  # inherited from the preset
@@ -56,26 +65,39 @@ def test_normalise_text():
     assert [r["problem"] for r in rows] == ["x y"] and dropped == {"empty_problem": 1}
 
 
-@pytest.mark.parametrize("problem, solution, reason", [
-    ("Let f(x)=x^2. (a) Find f(1). (b) Find f(2).", None, "parts"),
-    ("Given a triangle.\n(1) Find the area; (2) find the perimeter.", None, "parts"),
-    ("(Ⅰ) Find the period; (Ⅱ) find the maximum.", None, "parts"),
-    ("Find the area of the ring and calculate the circumference of the circle.", None, "two_asks"),
-    ("Compute x.", "So x = \\boxed{3} and y = \\boxed{4}.", "several_boxed"),
-    ("What is f(1)+f(2)?", None, None),
-    ("Find the sum of a and b.", None, None),
-    ("Which is largest? $\\textbf{(A)}\\ 1 \\qquad \\textbf{(B)}\\ 2$", "\\boxed{2} so \\boxed{\\textbf{(B)}}", None),
-    ("Compute 18.", "the answer is $\\boxed{18}$, choice \\boxed{B}", None),
-])
+@pytest.mark.parametrize(
+    "problem, solution, reason",
+    [
+        ("Let f(x)=x^2. (a) Find f(1). (b) Find f(2).", None, "parts"),
+        ("Given a triangle.\n(1) Find the area; (2) find the perimeter.", None, "parts"),
+        ("(Ⅰ) Find the period; (Ⅱ) find the maximum.", None, "parts"),
+        ("Find the area of the ring and calculate the circumference of the circle.", None, "two_asks"),
+        ("Compute x.", "So x = \\boxed{3} and y = \\boxed{4}.", "several_boxed"),
+        ("What is f(1)+f(2)?", None, None),
+        ("Find the sum of a and b.", None, None),
+        (
+            "Which is largest? $\\textbf{(A)}\\ 1 \\qquad \\textbf{(B)}\\ 2$",
+            "\\boxed{2} so \\boxed{\\textbf{(B)}}",
+            None,
+        ),
+        ("Compute 18.", "the answer is $\\boxed{18}$, choice \\boxed{B}", None),
+    ],
+)
 def test_multipart_rule(problem, solution, reason):
     assert filters.multipart_reason(problem, solution) == reason
 
 
 def test_dedup_exact_and_near_keeps_first():
-    base = ("Points A and B are on a circle of radius 5 and AB = 6. Point C is the midpoint of the minor arc AB. "
-            "What is the length of the line segment AC?")
-    rows = [_row(base, i=0), _row(base.upper(), i=1), _row(base.replace("AB = 6", "AB=6"), i=2),
-            _row("A completely different problem about counting sheep in a field of grass.", i=3)]
+    base = (
+        "Points A and B are on a circle of radius 5 and AB = 6. Point C is the midpoint of the minor arc AB. "
+        "What is the length of the line segment AC?"
+    )
+    rows = [
+        _row(base, i=0),
+        _row(base.upper(), i=1),
+        _row(base.replace("AB = 6", "AB=6"), i=2),
+        _row("A completely different problem about counting sheep in a field of grass.", i=3),
+    ]
     kept, dropped, pairs = filters.dedup(rows, near=True, shingle_words=5, threshold=0.8)
     assert [r["_row"] for r in kept] == [0, 3]
     assert dropped == {"exact_duplicate": 1, "near_duplicate": 1}
@@ -88,7 +110,7 @@ def test_decontamination_lists_every_hit():
     aime = benchmarks.load("aime24")[0]
     math = next(r for r in benchmarks.load("math500") if len(r["problem"].split()) < 8)
     rows = [
-        _row(aime["problem"].replace(" ", "  "), i=0),               # reformatted copy
+        _row(aime["problem"].replace(" ", "  "), i=0),  # reformatted copy
         _row("Warm-up first. " + math["problem"] + " Then relax.", i=1),  # short eval problem inside a longer one
         _row("Compute the number of sheep in a field of 40 cows and 7 sheep.", i=2),
     ]
@@ -106,7 +128,11 @@ def test_decontamination_ignores_boilerplate_shared_by_eval_problems():
     index = EvalIndex(["aime24"], 13)
     assert index.ignored > 0
     boiler = "where m and n are relatively prime positive integers find m n"
-    shared = [r for r in benchmarks.load("aime24") if boiler in " ".join(filters.re.findall(r"[a-z0-9]+", r["problem"].lower()))]
+    shared = [
+        r
+        for r in benchmarks.load("aime24")
+        if boiler in " ".join(filters.re.findall(r"[a-z0-9]+", r["problem"].lower()))
+    ]
     assert len(shared) >= 2
     assert not index.matches("The probability is m/n " + boiler.replace("m n", "m+n") + ".")
 
