@@ -7,6 +7,7 @@ kill loses at most the batch in flight and a rerun continues without duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -117,15 +118,17 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     backend_name = pick_backend(cfg.backend) if work else (existing[0].get("backend") if existing else cfg.backend)
     monitor = _open_cost(out_dir, cfg.cost) if work else None
     stats = {"done": total - len(work), "total": total, "correct": 0, "graded": 0, "new": 0}
+    status = "error"
     try:
         if work:
             _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress)
+        status = "ok"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
     finally:
         if monitor is not None:
-            try:
-                monitor.close()
-            except Exception:
-                pass
+            _safe(monitor.close, status)
     records, _ = store.read_generations(gen_path)
     wanted = {(td.task.name, p.id) for td in datas for p in td.problems}
     records = [r for r in records if (r.get("task"), str(r["id"])) in wanted and int(r.get("sample", 0)) < cfg.samples]
@@ -156,8 +159,9 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
 
 
 def _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress) -> None:
-    be = make_backend(cfg.backend, cfg.model, cfg.revision, sampling,
-                      **({"data_parallel": cfg.data_parallel} if cfg.data_parallel else {}))
+    with _phase(monitor, "setup"):
+        be = make_backend(cfg.backend, cfg.model, cfg.revision, sampling,
+                          **({"data_parallel": cfg.data_parallel} if cfg.data_parallel else {}))
     try:
         size = cfg.batch_size or default_batch_size(be.name)
         rendered: dict[tuple[str, str], str] = {}
@@ -179,12 +183,10 @@ def _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress
                         rendered[key] = be.render(build_messages(p.problem))
                     texts.append(rendered[key])
                 seeds = [unit_seed(cfg.seed, f"{td.task.name}/{p.id}/{ss[0]}") for td, p, ss in units]
-                if monitor is not None:
-                    _safe(monitor.begin_window, "generate")
-                comps = be.generate(texts, [len(ss) for _, _, ss in units], seeds, sampling)
-                if monitor is not None:
-                    _safe(monitor.end_window, "generate")
-                records = _grade_batch(units, comps, texts, seeds, be.name, cfg)
+                with _phase(monitor, "generation"):
+                    comps = be.generate(texts, [len(ss) for _, _, ss in units], seeds, sampling)
+                with _phase(monitor, "eval"):
+                    records = _grade_batch(units, comps, texts, seeds, be.name, cfg)
                 writer.write_batch(records)
                 stats["done"] += len(records)
                 stats["new"] += len(records)
@@ -196,6 +198,11 @@ def _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress
                                  "accuracy": stats["correct"] / stats["graded"] if stats["graded"] else 0.0})
     finally:
         be.close()
+
+
+def _phase(monitor, name: str):
+    """A cost-ledger phase window (setup / generation / eval), or nothing without a monitor."""
+    return monitor.phase(name) if monitor is not None else contextlib.nullcontext()
 
 
 def _safe(fn, *args):

@@ -27,8 +27,8 @@ def _keys(path: Path) -> list[tuple]:
 def test_acceptance_run_writes_both_files(tiny_model_dir, tmp_path, cli):
     out = tmp_path / "ev"
     args = ["eval", "--model", str(tiny_model_dir), "--tasks", "aime24,amc23", "--samples", "2", "--limit", "5",
-            "--max-new-tokens", "64", "--out", str(out), "--no-cost"]
-    r = run_openrs(*args)
+            "--max-new-tokens", "64", "--out", str(out)]
+    r = run_openrs(*args, env={"OPENRS_NVML_BACKEND": "null"})
     assert r.returncode == 0, r.stderr[-2000:]
     keys = _keys(out / "generations.jsonl")
     assert len(keys) == len(set(keys)) == 2 * 5 * 2
@@ -40,6 +40,8 @@ def test_acceptance_run_writes_both_files(tiny_model_dir, tmp_path, cli):
         assert tr["n_problems"] == 5 and tr["samples"] == 2 and set(tr["pass@k"]) == {"1", "2"}
         assert 0 <= tr["pass@1"] <= 1 and len(tr["ci95"]) == 2 and tr["data_sha256"]
     assert res["average"]["tasks"] == ["aime24", "amc23"]
+    ledger = Path(res["cost_ledger"])  # the eval's cost ledger (contract 3), with its generation phase
+    assert ledger.is_file() and '"generation"' in ledger.read_text()
     rec = json.loads((out / "generations.jsonl").read_text().splitlines()[0])
     assert rec["kind"] == "generation" and rec["prompt"].startswith("<|im_start|>user\nSolve the following")
     assert {"completion", "pred", "verdict", "n_tokens", "finish_reason", "sample"} <= set(rec)
