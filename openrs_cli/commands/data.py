@@ -67,11 +67,15 @@ def build(
 def inspect(
     directory: Annotated[Path, typer.Argument(help="A directory written by `openrs data build`")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON for scripts")] = False,
+    hits: Annotated[bool, typer.Option("--hits", help="Also list every decontamination hit")] = False,
 ) -> None:
     """Print the manifest summary, stage counts, column length stats and sources of a built dataset."""
-    from openrs_cli.data import inspect_dir
+    from openrs_cli.data import inspect_dir, read_manifest
 
     info = inspect_dir(directory)
+    hit_list = read_manifest(directory).get("decontamination", {}).get("hits", []) if hits else []
+    if hits:
+        info["hits"] = hit_list
     if as_json:
         typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
         return
@@ -101,6 +105,11 @@ def inspect(
         src.add_row(escape(name), str(n), f"{n / max(info['rows'], 1):.1%}")
     console.print(src)
     console.print(f"decontamination hits: {info['decontamination_hits']}", highlight=False)
+    if hit_list:
+        table = Table("benchmark", "id", "shared n-gram", "training problem", box=None, title="decontamination hits")
+        for h in hit_list:
+            table.add_row(h["benchmark"], escape(h["problem_id"]), escape(h["ngram"]), escape(h["train_problem"][:100]))
+        console.print(table)
 
 
 def _print_stages(stages: list[dict]) -> None:

@@ -209,6 +209,10 @@ def test_planted_eval_problems_are_removed_and_listed(tmp_path, cli):
     info = json.loads(out)
     assert code == 0 and info["decontamination_hits"] == len(hits) and info["content_ok"]
     assert info["rows"] == m["rows"] and info["sources"] == {"custom": m["rows"]}
+    code, out, _ = cli("data", "inspect", str(tmp_path / "o"), "--hits", "--json")
+    assert code == 0 and {p["id"] for p in planted} <= {h["problem_id"] for h in json.loads(out)["hits"]}
+    code, out, _ = cli("data", "inspect", str(tmp_path / "o"), "--hits")
+    assert code == 0 and "shared n-gram" in out and "aime24-" in out
 
 
 def test_existing_output_kept_unless_overwrite_and_failed_build_leaves_it(halves, tmp_path, cli):
