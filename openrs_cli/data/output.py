@@ -65,8 +65,13 @@ def write_output(out: Path, rows: list[dict], manifest: dict, easy: list[dict], 
     try:
         os.chmod(tmp, 0o755)
         table = _table(rows)
-        datasets.disable_progress_bars()
-        datasets.Dataset(table).save_to_disk(str(tmp))
+        quiet = datasets.utils.are_progress_bars_disabled()
+        datasets.disable_progress_bars()  # our own progress reports the write; restore the caller's setting
+        try:
+            datasets.Dataset(table).save_to_disk(str(tmp))
+        finally:
+            if not quiet:
+                datasets.enable_progress_bars()
         pq.write_table(table, tmp / "data.parquet")
         if easy:
             pq.write_table(_table(easy), tmp / "easy.parquet")
@@ -75,7 +80,11 @@ def write_output(out: Path, rows: list[dict], manifest: dict, easy: list[dict], 
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(out, old)
-            os.rename(tmp, out)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                os.rename(old, out)  # put the previous dataset back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out)

@@ -101,7 +101,6 @@ def _read_hf_dir(path: Path, split: str) -> Any:
 def _read_hub(spec: SourceSpec) -> Any:
     import datasets
 
-    datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(spec.path, spec.config, split=spec.split)
     except Exception as e:  # offline, unknown id, gated, bad config: all end the same way for the user
