@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
 from openrs_cli.commands._console import console, err_console, escape
 
-HELP = ("Train a recipe with GRPO (TRL) through accelerate: openrs train exp3 [key=value ...]. "
+HELP = ("Train a recipe with GRPO (TRL) through accelerate: openrs train exp3 optim.max_steps=100 ... "
         "Plan first with --dry-run (--gpus N plans for another machine).")
 
 
@@ -80,16 +79,16 @@ class _View:
 
 def train(
     recipe: str = typer.Argument(..., help="Shipped recipe (exp1, exp2, exp3, qwen3-1.7b, tiny) or a YAML path"),
-    overrides: Optional[list[str]] = typer.Argument(None, help="key.sub=value overrides, e.g. optim.max_steps=50"),
+    overrides: list[str] | None = typer.Argument(None, help="key.sub=value overrides, e.g. optim.max_steps=50"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print recipe, placement, commands, GRPOConfig; start nothing"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run directory from its newest complete checkpoint"),
-    run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Run directory (default runs/<recipe name>)"),
+    run_dir: str | None = typer.Option(None, "--run-dir", help="Run directory (default runs/<recipe name>)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory"),
-    gpus: Optional[int] = typer.Option(None, "--gpus", min=0, help="Plan for N GPUs per machine (another machine)"),
+    gpus: int | None = typer.Option(None, "--gpus", min=0, help="Plan for N GPUs per machine (another machine)"),
     num_machines: int = typer.Option(1, "--num-machines", min=1, help="accelerate --num_machines"),
     machine_rank: int = typer.Option(0, "--machine-rank", min=0, help="accelerate --machine_rank"),
-    main_process_ip: Optional[str] = typer.Option(None, "--main-process-ip", help="accelerate --main_process_ip"),
-    main_process_port: Optional[int] = typer.Option(None, "--main-process-port", help="accelerate --main_process_port"),
+    main_process_ip: str | None = typer.Option(None, "--main-process-ip", help="accelerate --main_process_ip"),
+    main_process_port: int | None = typer.Option(None, "--main-process-port", help="accelerate --main_process_port"),
     no_cost: bool = typer.Option(False, "--no-cost", help="Do not record the cost ledger"),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON"),
 ) -> None:

@@ -4,7 +4,9 @@ run the plan with the cost sampler around it, and report progress through a call
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,7 +70,8 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
         rd = Path(run_dir) if run_dir else rundir.default_run_dir(resolved)
     if run_dir:
         resolved = resolved.model_copy(update={"output": resolved.output.model_copy(update={"output_dir": str(rd)})})
-    check_not_ignored(resolved)
+    if not resume:  # a run directory's recipe.yaml lists every value; it was checked when the run began
+        check_not_ignored(resolved)
     detected = detect_gpus()
     n_gpus = len(detected) if gpus is None else gpus
     if gpus is not None and gpus > len(detected) and not dry_run:
@@ -87,6 +90,7 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
         return result
 
     if resume:
+        lock_fd = rundir.lock_run_dir(rd)
         step = rundir.checkpoint_step(resume_from) if resume_from else 0
         for name in ("metrics.jsonl", "completions.jsonl"):
             dropped = rundir.truncate_jsonl_after(rd / name, step)
@@ -95,7 +99,11 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
                                     f"{name.replace('.jsonl', '.discarded.jsonl')} (those steps are redone)")
         emit("resume", {"checkpoint": str(resume_from) if resume_from else None, "step": step})
     else:
+        busy = rundir.lock_run_dir(rd) if rd.is_dir() else None  # never replace a directory a run is using
         rundir.prepare_new(rd, resolved, overwrite=overwrite)
+        if busy is not None:
+            os.close(busy)
+        lock_fd = rundir.lock_run_dir(rd)
     recipe_text = (rd / "recipe.yaml").read_bytes()
     rundir.write_launch_json(rd, {
         "recipe": resolved.name, "recipe_sha256": hashlib.sha256(recipe_text).hexdigest(),
@@ -111,6 +119,8 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
             monitor = open_monitor(rd, kind="train", gpu_indices=allocated)
         except Exception as e:  # cost accounting must never stop training
             result.notes.append(f"cost sampler disabled: {e}")
+    if runner is popen_runner:  # the children inherit the lock: it lives exactly as long as any of them
+        runner = functools.partial(popen_runner, pass_fds=(lock_fd,))
     status = "error"
     try:
         result.returncode = run_plan(plan, runner=runner, on_event=emit)
@@ -119,6 +129,7 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
         status = "interrupted"
         raise
     finally:
+        os.close(lock_fd)
         if monitor is not None:
             monitor.close(status)
     return result

@@ -144,7 +144,7 @@ def completion_records(step: int, prompts, completions, rewards: dict, advantage
     h = header("completions")
     prompts, completions, adv = list(prompts), list(completions), list(advantages)
     out = []
-    for i, (p, c) in enumerate(zip(prompts, completions)):
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=False)):
         text = completion_text(c)
         out.append({**h, "step": step, "index": i,
                     "prompt": p[-1]["content"] if isinstance(p, list) and p else str(p),

@@ -211,13 +211,25 @@ def detect_gpus() -> list[dict]:
 Runner = Callable[[Command, Path], "subprocess.Popen"]
 
 
-def popen_runner(cmd: Command, log_path: Path) -> subprocess.Popen:
-    """Start a command with its output in `log_path`, in its own process group (so it can be stopped whole)."""
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends SIGKILL when the launcher dies (no orphaned training)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: the worker's own parent watchdog still applies
+        pass
+
+
+def popen_runner(cmd: Command, log_path: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """Start a command with its output in `log_path`, in its own process group (so it can be stopped whole).
+
+    `pass_fds` keeps the run directory's lock open in the children, so the lock lives as long as they do."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     env = {**os.environ, **cmd.env}
     return subprocess.Popen(list(cmd.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+                            start_new_session=True, pass_fds=pass_fds, preexec_fn=_die_with_parent)
 
 
 def _stop(proc, grace_s: float = 30.0) -> None:

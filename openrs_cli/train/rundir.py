@@ -8,6 +8,7 @@ checkpoint killed mid-save is skipped).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -47,7 +48,7 @@ def prepare_new(run_dir: Path, recipe: Recipe, *, overwrite: bool) -> None:
     """Create `run_dir` for a fresh run and write recipe.yaml into it."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} is a file; pass --run-dir with a directory path")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(p.name != ".openrs.lock" for p in run_dir.iterdir()):
         if not overwrite:
             raise RunDirError(
                 f"run directory {run_dir} already exists; continue it with --resume, replace it with --overwrite, "
@@ -56,6 +57,18 @@ def prepare_new(run_dir: Path, recipe: Recipe, *, overwrite: bool) -> None:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / "recipe.yaml", recipe_yaml_text(recipe))
+
+
+def lock_run_dir(run_dir: Path) -> int:
+    """An exclusive lock on <run_dir>/.openrs.lock (held by openrs train and its children); returns the fd."""
+    fd = os.open(run_dir / ".openrs.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RunDirError(f"run directory {run_dir} is in use by another openrs train (or its leftover worker "
+                          f"processes); wait for it to end or stop it first") from None
+    return fd
 
 
 def checkpoint_step(path: Path) -> int | None:

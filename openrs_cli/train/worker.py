@@ -22,8 +22,23 @@ for _k, _v in {"TOKENIZERS_PARALLELISM": "false", "WANDB_SILENT": "true"}.items(
     os.environ.setdefault(_k, _v)
 
 
+def _exit_when_orphaned(poll_s: float = 1.0) -> None:
+    """If the launcher above this rank dies (SIGKILL, OOM), stop too instead of training on unobserved."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(137)
+
+    threading.Thread(target=watch, name="openrs-orphan-watch", daemon=True).start()
+
+
 def _load_rewards(recipe, tokenizer, factory: str | None):
-    if factory:  # "module:function" with the contract-2 signature, for tests and benchmarks
+    if factory:  # "module:function" with the contract-2 signature (benchmarks/train_overhead.py)
         mod, fn = factory.split(":")
         return getattr(importlib.import_module(mod), fn)(recipe.rewards, tokenizer)
     from openrs_cli.rewards import build_reward_funcs
@@ -142,10 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vllm-port", type=int, default=8000)
     ap.add_argument("--vllm-mode", choices=["server", "colocate"], default=None,
                     help="override the recipe (the launcher's placement decided it)")
-    ap.add_argument("--rewards-factory", default=os.environ.get("OPENRS_REWARDS_FACTORY"),
-                    help="module:function replacing openrs_cli.rewards.build_reward_funcs (tests, benchmarks)")
     ap.add_argument("--no-cost", action="store_true", help="do not record cost phases")
     a = ap.parse_args(argv)
+    _exit_when_orphaned()
 
     from openrs_cli.errors import OpenrsError
     from openrs_cli.recipes import load_recipe
@@ -168,10 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         if monitor is not None:
             with monitor.phase("setup"):
                 trainer, info = build_trainer(recipe, run_dir, vllm_host=a.vllm_host, vllm_port=a.vllm_port,
-                                              rewards_factory=a.rewards_factory, monitor=monitor)
+                                              monitor=monitor)
         else:
-            trainer, info = build_trainer(recipe, run_dir, vllm_host=a.vllm_host, vllm_port=a.vllm_port,
-                                          rewards_factory=a.rewards_factory)
+            trainer, info = build_trainer(recipe, run_dir, vllm_host=a.vllm_host, vllm_port=a.vllm_port)
         if trainer.accelerator.is_main_process:
             print(f"openrs: {info['rows']} training rows, {info['prompts_shortened']} prompt(s) shortened to "
                   f"{recipe.generation.max_prompt_length} tokens; resume from {a.resume_from or 'step 0'}", flush=True)

@@ -21,34 +21,9 @@ from tests.conftest import run_openrs
 
 pytestmark = pytest.mark.slow
 
-HERE = Path(__file__).resolve().parent
 METRIC_KEYS = {"step", "reward_mean", "reward_std", "completion_length_mean", "completion_length_max",
                "max_completion_length", "truncated_frac", "non_english_frac", "kl", "learning_rate",
                "step_time_s", "generation_time_s", "optimisation_time_s"}
-
-
-def dense_rewards(spec, tokenizer=None):
-    """Stand-in for openrs_cli.rewards until it is installed: every recipe reward = fraction of digit chars."""
-
-    def make(name):
-        def f(prompts, completions, **kw):
-            texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-            return [sum(ch.isdigit() for ch in t) / len(t) if t else 0.0 for t in texts]
-
-        f.__name__ = name
-        return f
-
-    return [make(n) for n in spec.funcs], spec.weights or [1.0] * len(spec.funcs)
-
-
-def _env() -> dict:
-    try:
-        import openrs_cli.rewards  # noqa: F401
-
-        return {}
-    except ImportError:
-        return {"OPENRS_REWARDS_FACTORY": "test_train_e2e:dense_rewards",
-                "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
 
 
 def _records(path: Path) -> list[dict]:
@@ -58,10 +33,11 @@ def _records(path: Path) -> list[dict]:
 def test_tiny_end_to_end(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     t0 = time.time()
-    r = run_openrs("train", "tiny", "--run-dir", str(run), env=_env(), timeout=400)
+    r = run_openrs("train", "tiny", "--run-dir", str(run), timeout=400)
     wall = time.time() - t0
     assert r.returncode == 0, r.stderr[-3000:] + (run / "logs" / "train.log").read_text()[-3000:]
     assert wall < 180, f"openrs train tiny took {wall:.0f}s"
+    assert "step 4/4" in r.stdout and "done:" in r.stdout  # plain progress lines when not a terminal
     for name in ("recipe.yaml", "launch.json", "metrics.jsonl", "completions.jsonl", "checkpoint-2", "checkpoint-4",
                  "final/config.json", "final/tokenizer.json", "cost"):
         assert (run / name).exists(), name
@@ -84,8 +60,8 @@ def test_tiny_end_to_end(tmp_path, tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(run / "final")
     model = AutoModelForCausalLM.from_pretrained(run / "final")
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    changed = sum(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
-    assert changed > 0  # the dense toy reward moved the weights
+    changed = sum(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values(), strict=True))
+    assert changed >= 0.9 * len(base.state_dict())  # the dense toy_digits reward moved (nearly) every tensor
     ids = tok.apply_chat_template([{"role": "user", "content": "1+1?"}], add_generation_prompt=True,
                                   return_tensors="pt", return_dict=True)
     out = model.generate(**ids, max_new_tokens=5, do_sample=False)
@@ -94,9 +70,8 @@ def test_tiny_end_to_end(tmp_path, tiny_model_dir):
 
 def test_sigkill_mid_run_then_resume(tmp_path):
     run = tmp_path / "run"
-    env = {**os.environ, **_env()}
     args = ["train", "tiny", "optim.max_steps=8", "output.save_steps=2", "--run-dir", str(run), "--no-cost"]
-    proc = subprocess.Popen([sys.executable, "-c", "from openrs_cli.main import run; run()", *args], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", "from openrs_cli.main import run; run()", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     from openrs_cli.train.rundir import is_complete
 
@@ -104,11 +79,17 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     while time.time() < deadline and not is_complete(run / "checkpoint-2"):
         assert proc.poll() is None, "training ended before its first checkpoint"
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher, accelerate and the worker, mid-run
+    import psutil
+
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    assert any("openrs_cli.train.worker" in " ".join(p.cmdline()) for p in tree[1:])
+    for p in tree:  # the launcher, accelerate and the worker, mid-run (as an OOM killer or scheduler would)
+        p.send_signal(signal.SIGKILL)
     proc.wait()
+    psutil.wait_procs(tree[1:], timeout=30)
     assert not (run / "final").exists() and not (run / "checkpoint-8").exists()
 
-    r = run_openrs("train", "tiny", "--resume", "--run-dir", str(run), "--no-cost", env=_env(), timeout=400)
+    r = run_openrs("train", "tiny", "--resume", "--run-dir", str(run), "--no-cost", timeout=400)
     assert r.returncode == 0, r.stderr[-3000:] + (run / "logs" / "train.log").read_text()[-3000:]
     state = json.loads((run / "checkpoint-8" / "trainer_state.json").read_text())
     assert state["global_step"] == 8 and state["max_steps"] == 8
@@ -120,10 +101,33 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     assert (run / "final" / "model.safetensors").is_file()
 
 
+def test_killing_the_launcher_stops_the_worker(tmp_path):
+    """SIGKILL of `openrs train` alone must not leave a rank training unobserved, and frees the run dir lock."""
+    import psutil
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", "from openrs_cli.main import run; run()", "train", "tiny",
+                             "optim.max_steps=50", "--run-dir", str(run), "--no-cost"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "metrics.jsonl").is_file():
+        assert proc.poll() is None
+        time.sleep(0.2)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children
+    proc.kill()
+    proc.wait()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
+    from openrs_cli.train.rundir import lock_run_dir
+
+    os.close(lock_run_dir(run))  # nobody holds the run directory any more
+
+
 def test_zero2_cpu_deepspeed(tmp_path):
     run = tmp_path / "run"
     r = run_openrs("train", "tiny", "launch.accelerate_config=zero2-cpu", "optim.max_steps=2", "--run-dir", str(run),
-                   "--no-cost", env=_env(), timeout=600)
+                   "--no-cost", timeout=600)
     log = (run / "logs" / "train.log").read_text()
     assert r.returncode == 0, r.stderr[-3000:] + log[-3000:]
     assert "DeepSpeed" in log or "deepspeed" in log

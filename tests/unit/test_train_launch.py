@@ -215,3 +215,13 @@ def test_non_english_check():
     assert is_non_english("Поэтому ответ 3")
     assert not is_non_english("12345 + 7 = ?")
     assert non_english_frac(["abc", "答案"]) == 0.5 and non_english_frac([]) is None
+
+
+def test_run_dir_lock_is_exclusive(tmp_path):
+    import os
+
+    fd = rundir.lock_run_dir(tmp_path)
+    with pytest.raises(RunDirError, match="in use"):
+        rundir.lock_run_dir(tmp_path)
+    os.close(fd)
+    os.close(rundir.lock_run_dir(tmp_path))
