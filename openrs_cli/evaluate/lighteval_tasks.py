@@ -18,35 +18,39 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 from lighteval.metrics.dynamic_metrics import MultilingualExtractiveMatchMetric
-from lighteval.metrics.metrics_sample import SampleLevelComputation  # noqa: F401  (API presence check)
 from lighteval.metrics.utils.extractive_match_utils import ExprExtractionConfig, LatexExtractionConfig
 from lighteval.metrics.utils.metric_utils import SampleLevelMetric
 from lighteval.tasks.lighteval_task import LightevalTaskConfig
-from lighteval.tasks.requests import Doc
+from lighteval.tasks.requests import Doc, SamplingMethod
 from lighteval.utils.language import Language
 
 from openrs_cli.evaluate.tasks import PROMPT, TASKS, load_task
 from openrs_cli.tiny import cache_root
 
 
-def _metric(gold_kind: str) -> SampleLevelMetric:
-    """The paper's `multilingual_extractive_match_metric` with expr or LaTeX gold extraction."""
+def extractive_match(gold_kind: str) -> MultilingualExtractiveMatchMetric:
+    """The paper's extractive match: pred as expr + LaTeX (boxed first), gold as expr or LaTeX, precision 5."""
     gold = (ExprExtractionConfig(),) if gold_kind == "expr" else (LatexExtractionConfig(),)
+    return MultilingualExtractiveMatchMetric(
+        language=Language.ENGLISH,
+        gold_extraction_target=gold,
+        pred_extraction_target=(ExprExtractionConfig(), LatexExtractionConfig(boxed_match_priority=0)),
+        aggregation_function=max,
+        fallback_mode="first_match",
+        extraction_mode="any_match",
+        precision=5,
+        timeout_seconds=5,
+    )
+
+
+def _metric(gold_kind: str) -> SampleLevelMetric:
     return SampleLevelMetric(
         metric_name="extractive_match",
-        sample_level_fn=MultilingualExtractiveMatchMetric(
-            language=Language.ENGLISH,
-            gold_extraction_target=gold,
-            pred_extraction_target=(ExprExtractionConfig(), LatexExtractionConfig(boxed_match_priority=0)),
-            aggregation_function=max,
-            fallback_mode="first_match",
-            extraction_mode="any_match",
-            precision=5,
-            timeout_seconds=5,
-        ),
-        category="generative",
-        corpus_level_fn=lambda xs: sum(xs) / len(xs) if xs else 0.0,
+        sample_level_fn=extractive_match(gold_kind),
+        category=SamplingMethod.GENERATIVE,
+        corpus_level_fn=np.mean,
         higher_is_better=True,
     )
 
