@@ -113,7 +113,7 @@ def main() -> None:
     per_task: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     disagree = []
-    for c, (score, le_pred, le_gold) in zip(cases, le):
+    for c, (score, le_pred, le_gold) in zip(cases, le, strict=True):
         o = graded[(c["task"], c["id"], c["sample"])]
         same = (score >= 1.0) == bool(o["correct"])
         for d, k in ((per_task, c["task"]), (per_kind, c["kind"])):

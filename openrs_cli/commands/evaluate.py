@@ -26,7 +26,7 @@ def main(
     model: str = typer.Option(None, "--model", "-m", help="Model dir, hub id, .gguf file, or openrs-tiny."),
     tasks: str = typer.Option("aime24,amc23,math_500,minerva,olympiadbench", "--tasks", "-t", help=TASKS_HELP),
     samples: int = typer.Option(1, "--samples", "-k", help="Samples per problem (the paper: 1). Use 16+ for "
-                                "aime24/amc23: with 30-40 problems one sample is +-8 points of noise."),
+                                "aime24/amc23: with 30-40 problems one sample has a stderr of about 8 points."),
     limit: int = typer.Option(None, "--limit", help="Only the first N problems of each task."),
     max_new_tokens: int = typer.Option(32768, "--max-new-tokens", help="Generation budget per sample."),
     temperature: float = typer.Option(0.6, "--temperature", help="0 = greedy."),
@@ -38,7 +38,8 @@ def main(
                                    "resume checkpoint)."),
     data: str = typer.Option("bundled", "--data", help="bundled (sha256-checked copies), hub (the paper's "
                              "datasets), or a JSONL file / dir of <task>.jsonl."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output dir (default evals/<model>[@rev]/<tasks>)."),
+    out: Path = typer.Option(None, "--out", "-o",
+                             help="Output dir (default: evals/<model>@<revision>/<task+task>)."),
     revision: str = typer.Option(None, "--revision", help="Model revision (hub models)."),
     label: str = typer.Option(None, "--label", help="Name shown in reports."),
     engine: str = typer.Option("openrs", "--engine", help="openrs, or lighteval (optional extra, own env)."),

@@ -116,7 +116,7 @@ class TransformersBackend:
         import torch
         from transformers import GenerationConfig
 
-        flat = [t for t, n in zip(texts, ns) for _ in range(n)]
+        flat = [t for t, n in zip(texts, ns, strict=True) for _ in range(n)]
         enc = self.tok(flat, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         greedy = sampling.temperature <= 0
         # A fresh config: the paper's settings only, nothing inherited from the model's generation_config.

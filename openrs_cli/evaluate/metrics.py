@@ -50,7 +50,7 @@ def majority_correct(preds: Sequence[str | None], correct: Sequence[bool]) -> bo
         return False
     best = max(votes.values())
     winner = next(p for p in preds if p is not None and votes[p] == best)
-    return any(ok for p, ok in zip(preds, correct) if p == winner)
+    return any(ok for p, ok in zip(preds, correct, strict=True) if p == winner)
 
 
 def mean(xs: Sequence[float]) -> float:
@@ -97,7 +97,7 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = BO
     """
     if len(a) != len(b):
         raise ValueError("paired bootstrap needs the same items on both sides")
-    d = [x - y for x, y in zip(a, b)]
+    d = [x - y for x, y in zip(a, b, strict=True)]
     n = len(d)
     if n == 0:
         return {"n": 0, "diff": float("nan"), "ci95": [float("nan"), float("nan")], "inside_noise": True,

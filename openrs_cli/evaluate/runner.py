@@ -214,8 +214,8 @@ def _safe(fn, *args):
 
 def _grade_batch(units, comps, texts, seeds, backend, cfg) -> list[dict]:
     """Grade one batch per task and build its generation records."""
-    flat = [(td, p, s, c, text, seed) for (td, p, ss), cs, text, seed in zip(units, comps, texts, seeds)
-            for s, c in zip(ss, cs)]
+    flat = [(td, p, s, c, text, seed) for (td, p, ss), cs, text, seed in zip(units, comps, texts, seeds, strict=True)
+            for s, c in zip(ss, cs, strict=True)]
     by_task: dict[str, list[int]] = {}
     for i, (td, *_rest) in enumerate(flat):
         by_task.setdefault(td.task.name, []).append(i)
@@ -223,10 +223,10 @@ def _grade_batch(units, comps, texts, seeds, backend, cfg) -> list[dict]:
     for idx in by_task.values():
         spec = flat[idx[0]][0].task
         res = grade_pairs(spec, [(flat[i][3].text, flat[i][1].gold) for i in idx])
-        for i, g in zip(idx, res):
+        for i, g in zip(idx, res, strict=True):
             verdicts[i] = g
     out = []
-    for (td, p, s, c, text, seed), g in zip(flat, verdicts):
+    for (td, p, s, c, text, seed), g in zip(flat, verdicts, strict=True):
         out.append({
             **header("generation"),
             "task": td.task.name, "task_version": td.task.version, "id": p.id, "sample": s,

@@ -96,7 +96,7 @@ def score_records(records: list[dict], task: str | None = None, data: str = "bun
     for name, recs in groups.items():
         spec = get_task(name)
         res = grade_pairs(spec, [(str(r["completion"]), golds[name][str(r["id"])]) for r in recs])
-        for r, g in zip(recs, res):
+        for r, g in zip(recs, res, strict=True):
             graded.append({"task": name, "id": str(r["id"]), "sample": r["sample"], "pred": g.pred,
                            "verdict": g.verdict.value, "correct": g.correct})
         done += len(recs)

@@ -125,19 +125,19 @@ class VLLMBackend:
     def generate(self, texts: Sequence[str], ns: Sequence[int], seeds: Sequence[int],
                  sampling: Sampling) -> list[list[Completion]]:
         ids = [self.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-        params = [sampling_kwargs(n, sampling, s) for n, s in zip(ns, seeds)]
+        params = [sampling_kwargs(n, sampling, s) for n, s in zip(ns, seeds, strict=True)]
         if not self.workers:
             raw = _run(self.llm, ids, params)
         else:
             shards = deal(len(ids), len(self.workers))
-            for (_, inbox, _), idx in zip(self.workers, shards):
+            for (_, inbox, _), idx in zip(self.workers, shards, strict=True):
                 inbox.put(([ids[i] for i in idx], [params[i] for i in idx]))
             raw = [None] * len(ids)
-            for (_, _, outbox), idx in zip(self.workers, shards):
+            for (_, _, outbox), idx in zip(self.workers, shards, strict=True):
                 status, res = outbox.get()
                 if status != "ok":
                     raise RuntimeError(f"vLLM worker failed: {res}")
-                for i, r in zip(idx, res):
+                for i, r in zip(idx, res, strict=True):
                     raw[i] = r
         return [[Completion(*c) for c in group] for group in raw]
 

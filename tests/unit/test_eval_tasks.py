@@ -6,8 +6,16 @@ import pytest
 
 from openrs_cli.errors import DataError, RunDirError, TaskError
 from openrs_cli.evaluate import store
-from openrs_cli.evaluate.tasks import (PROMPT, TASKS, build_messages, get_task, latex_delimited, load_task,
-                                       parse_tasks, task_for_id)
+from openrs_cli.evaluate.tasks import (
+    PROMPT,
+    TASKS,
+    build_messages,
+    get_task,
+    latex_delimited,
+    load_task,
+    parse_tasks,
+    task_for_id,
+)
 
 PAPER_PROMPT = (
     "Solve the following math problem efficiently and clearly.  The last line of your response should be of the "
