@@ -6,10 +6,12 @@ Rules (also in docs/data.md):
 - normalise: Unicode NFC, CRLF -> LF, runs of spaces/tabs/NBSP -> one space, spaces around newlines removed,
   3+ newlines -> 2, strip. A row whose problem is empty afterwards is dropped.
 - gold: the `answer` column if non-empty (surrounding `$` removed), else the last \\boxed{} of the solution;
-  it must parse with the shared grader (`gold_parses`). A row without a solution gets `$\\boxed{answer}$`.
-- multi-part: enumerated parts ((a)+(b), (1)+(2), (i)+(ii), (I)+(II), (Ⅰ)+(Ⅱ), a)+b) at line starts), a second
-  imperative after "and" ("find ... and determine ..."), or two or more different \\boxed{} answers in the solution
-  (answer-choice labels such as \\textbf{(C)} and spaces ignored, so "\\boxed{18} ... \\boxed{B}" is one answer).
+  it must parse with the shared grader (the `gold_parses` check, batched through `grade_many`). A row without a
+  solution gets `$\\boxed{answer}$`.
+- multi-part: enumerated parts ((a)+(b) unless (a)..(e) are all there, i.e. answer choices; (1)+(2), (i)+(ii),
+  (I)+(II), (Ⅰ)+(Ⅱ), ①+②, a)+b) at line starts), a second imperative after "and" ("find ... and determine ..."),
+  or two or more different \\boxed{} answers in the solution (answer-choice labels such as \\textbf{(C)} and
+  spaces ignored, so "\\boxed{18} ... \\boxed{B}" is one answer).
 - dedup: exact = same problem after casefold + whitespace collapse; near = word-shingle Jaccard >= threshold
   (candidates from MinHash LSH, every candidate verified exactly). The earliest row wins.
 """
@@ -112,6 +114,7 @@ _PART_PAIRS = [
 ]
 _PART_PAIRS.append((re.compile(r"(?m)^\s*a\)\s"), re.compile(r"(?m)^\s*b\)\s")))
 _PART_PAIRS.append((re.compile("①"), re.compile("②")))
+_FIVE_CHOICES = [re.compile(_marker(c)) for c in "abcde"]  # (a)..(e) all present: answer choices, not parts
 _VERB = r"(?:find|determine|compute|calculate|evaluate|prove|show|solve|explain|justify)"
 _SECOND_ASK = re.compile(rf"\b{_VERB}\b[^.?!]*?\band\s+(?:then\s+|also\s+)?{_VERB}\b", re.IGNORECASE)
 
@@ -131,7 +134,8 @@ def boxed_answers(solution: str) -> set[str]:
 
 def multipart_reason(problem: str, solution: str | None) -> str | None:
     """Why a problem looks multi-part ('parts', 'two_asks', 'several_boxed'), or None."""
-    if any(a.search(problem) and b.search(problem) for a, b in _PART_PAIRS):
+    pairs = _PART_PAIRS[1:] if all(c.search(problem) for c in _FIVE_CHOICES) else _PART_PAIRS
+    if any(a.search(problem) and b.search(problem) for a, b in pairs):
         return "parts"
     if _SECOND_ASK.search(problem):
         return "two_asks"

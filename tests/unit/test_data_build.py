@@ -114,12 +114,12 @@ def test_open_rs_shaped_mix_stage_counts(open_rs):
     assert _stage(m, "load", "open-s1")["out"] == 1000 and _stage(m, "load", "open-deepscaler")["out"] == 1000
     assert _stage(m, "gold", "open-s1")["out"] == 1000
     mp = _stage(m, "multipart", "open-deepscaler")
-    assert mp["in"] == 1000 and mp["out"] == 961 and mp["dropped"] == {"multipart_two_asks": 3, "multipart_parts": 36}
+    assert mp["in"] == 1000 and mp["out"] == 962 and mp["dropped"] == {"multipart_two_asks": 3, "multipart_parts": 35}
     assert not any(s["stage"] == "multipart" and s["pool"] == "open-s1" for s in m["stages"])  # preset: s1 keeps them
     dd = _stage(m, "dedup", "all")
-    assert dd["in"] == 1961 and dd["dropped"] == {"exact_duplicate": 74, "near_duplicate": 6}
+    assert dd["in"] == 1962 and dd["dropped"] == {"exact_duplicate": 74, "near_duplicate": 6}
     dc = _stage(m, "decontaminate", "all")
-    assert dc["in"] == 1881 and dc["dropped"]["contaminated"] == len(
+    assert dc["in"] == 1882 and dc["dropped"]["contaminated"] == len(
         {(h["train_pool"], h["train_row"]) for h in m["decontamination"]["hits"]}
     )
     sv = _stage(m, "solvable", "open-deepscaler")

@@ -81,6 +81,8 @@ def test_normalise_text():
             None,
         ),
         ("Compute 18.", "the answer is $\\boxed{18}$, choice \\boxed{B}", None),
+    ("Which is largest?\n(a) 1;\n(b) 2;\n(c) 3;\n(d) 4;\n(e) 5", None, None),
+    ("Which is largest?\n(a) 1;\n(b) 2;\n(c) 3;\n(d) 4", None, "parts"),
     ],
 )
 def test_multipart_rule(problem, solution, reason):
