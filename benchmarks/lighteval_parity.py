@@ -82,6 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-task", type=int, default=0, help="first N problems of each task (0 = all)")
     ap.add_argument("--generations", action="append", default=[], help="extra JSONL of {task?, id, completion}")
+    ap.add_argument("--no-synthetic", action="store_true", help="grade only the --generations files")
     ap.add_argument("--openrs-python", default=str(REPO / ".venv" / "bin" / "python"))
     ap.add_argument("--show", type=int, default=40, help="disagreements to print")
     args = ap.parse_args()
@@ -90,7 +91,7 @@ def main() -> None:
     from openrs_cli.evaluate.tasks import TASKS, load_task, task_for_id
 
     golds = {(n, p.id): p.gold for n, t in TASKS.items() for p in load_task(t).problems}
-    cases = make_cases(args.per_task)
+    cases = [] if args.no_synthetic else make_cases(args.per_task)
     for g in args.generations:
         for i, line in enumerate(Path(g).read_text().splitlines()):
             r = json.loads(line)
