@@ -12,8 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from openrs_cli.errors import DataError
-from openrs_cli.grading import (FIXED_REWARD, PAPER_COSINE, PAPER_REWARD, GraderConfig, GradeResult, Verdict,
-                                grade_many)
+from openrs_cli.grading import FIXED_REWARD, PAPER_COSINE, PAPER_REWARD, GraderConfig, GradeResult, Verdict, grade_many
 
 FIXED_MIN_VALUE_WRONG = -1.0  # fixed variant: a short wrong answer is the worst outcome
 
@@ -37,7 +36,7 @@ def kimi_length(lengths: Sequence[float], correct: Sequence[bool]) -> list[float
     if hi == lo:
         return [0.0] * len(lengths)
     out = []
-    for n, ok in zip(lengths, correct):
+    for n, ok in zip(lengths, correct, strict=True):
         lam = 0.5 - (n - lo) / (hi - lo)
         out.append(float(lam if ok else min(0.0, lam)))
     return out
@@ -48,7 +47,7 @@ def repetition_value(text: str, n: int, max_penalty: float) -> float:
     words = text.lower().split()
     if len(words) < n:
         return 0.0
-    grams = list(zip(*[words[i:] for i in range(n)]))
+    grams = list(zip(*[words[i:] for i in range(n)], strict=False))
     return (1 - len(set(grams)) / len(grams)) * max_penalty
 
 
@@ -93,9 +92,9 @@ _CACHE_MAX = 4096
 
 def graded(texts: Sequence[str], golds: Sequence[str], cfg: GraderConfig) -> list[GradeResult]:
     """grade_many with a small cache, so several rewards of one step grade each completion once."""
-    keys = [(cfg, t, g) for t, g in zip(texts, golds)]
+    keys = [(cfg, t, g) for t, g in zip(texts, golds, strict=True)]
     todo = list(dict.fromkeys(k for k in keys if k not in _CACHE))
-    for k, r in zip(todo, grade_many([(t, g) for _, t, g in todo], cfg)):
+    for k, r in zip(todo, grade_many([(t, g) for _, t, g in todo], cfg), strict=True):
         _CACHE[k] = r
     out = [_CACHE[k] for k in keys]
     while len(_CACHE) > _CACHE_MAX:
@@ -184,7 +183,7 @@ def make_reward(name: str, spec, tokenizer=None) -> Callable:
         texts, results = grade_batch(completions, kwargs, PAPER_COSINE if paper else FIXED_REWARD)
         lengths = [len(t) for t in texts] if paper else token_lengths(texts, kwargs, tokenizer)
         out: list[float | None] = []
-        for n, r in zip(lengths, results):
+        for n, r in zip(lengths, results, strict=True):
             if r.verdict is Verdict.GOLD_UNPARSEABLE:
                 out.append(1.0 if paper else None)
             else:
@@ -202,7 +201,7 @@ def make_reward(name: str, spec, tokenizer=None) -> Callable:
         for key in dict.fromkeys(keys):
             idx = [i for i, k in enumerate(keys) if k == key and results[i].verdict is not Verdict.GOLD_UNPARSEABLE]
             if idx:
-                for i, v in zip(idx, kimi_length([lengths[i] for i in idx], [results[i].correct for i in idx])):
+                for i, v in zip(idx, kimi_length([lengths[i] for i in idx], [results[i].correct for i in idx]), strict=True):
                     out[i] = v
         return out
 

@@ -47,10 +47,10 @@ def reference_rewards(name: str, contents: list[str], solutions: list[str], *, m
     """Paper-variant accuracy / cosine / length rewards computed the straightforward way."""
     if name == "accuracy":
         return [1.0 if (ok := reference_correct(c, s, "all")) is None else float(ok)
-                for c, s in zip(contents, solutions)]
+                for c, s in zip(contents, solutions, strict=True)]
     if name == "cosine":
         out = []
-        for c, s in zip(contents, solutions):
+        for c, s in zip(contents, solutions, strict=True):
             ok = reference_correct(c, s, True)
             if ok is None:
                 out.append(1.0)
@@ -59,13 +59,13 @@ def reference_rewards(name: str, contents: list[str], solutions: list[str], *, m
             out.append(float(lo + 0.5 * (hi - lo) * (1.0 + math.cos(len(c) / max_len * math.pi))))
         return out
     if name == "length":
-        correct = [(ok := reference_correct(c, s, True)) is None or ok for c, s in zip(contents, solutions)]
+        correct = [(ok := reference_correct(c, s, True)) is None or ok for c, s in zip(contents, solutions, strict=True)]
         lengths = [len(c) for c in contents]
         lo, hi = min(lengths), max(lengths)
         if lo == hi:
             return [0.0] * len(contents)
         return [float(lam if ok else min(0.0, lam))
-                for lam, ok in ((0.5 - (n - lo) / (hi - lo), ok) for n, ok in zip(lengths, correct))]
+                for lam, ok in ((0.5 - (n - lo) / (hi - lo), ok) for n, ok in zip(lengths, correct, strict=True))]
     raise ValueError(f"no reference for reward '{name}'")
 
 

@@ -16,8 +16,18 @@ from dataclasses import replace
 import pytest
 
 from openrs_cli import grading
-from openrs_cli.grading import (EVAL_EXPR_GOLD, EVAL_LATEX_GOLD, PAPER_COSINE, PAPER_REWARD, GradeResult, Verdict,
-                                extract_boxed, gold_parses, grade, grade_many)
+from openrs_cli.grading import (
+    EVAL_EXPR_GOLD,
+    EVAL_LATEX_GOLD,
+    PAPER_COSINE,
+    PAPER_REWARD,
+    GradeResult,
+    Verdict,
+    extract_boxed,
+    gold_parses,
+    grade,
+    grade_many,
+)
 
 FAST = replace(PAPER_REWARD, timeout_s=1.0)  # adversarial tests: 1 s limit keeps the suite short
 BOUND = FAST.timeout_s * 2 + 1.0 + 1.5  # gold budget + answer budget + kill grace + slack for a loaded machine
