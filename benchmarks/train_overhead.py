@@ -8,7 +8,9 @@ reward names), the same seed and the same GRPO values, in this process, alternat
 `GRPOTrainer(model=path, reward_funcs=..., args=GRPOConfig(<values written by hand>), train_dataset=rows)`;
 openrs is `openrs_cli.train.worker.build_trainer` (recipe -> GRPOConfig mapping, instrumented trainer,
 metrics.jsonl every step, completions.jsonl every step) with checkpoints off on both sides. Only `trainer.train()`
-is timed; per-step medians are compared. Last line: `train_overhead_ratio: <openrs / baseline>` (goal <= 1.05).
+is timed, as CPU seconds of this process (the machine is shared, so wall time swings several-fold between runs;
+CPU time does not count other programs' work) with torch on one thread; wall time is printed too. Per-step
+medians are compared. Last line: `train_overhead_ratio: <openrs / baseline CPU s per step>` (goal <= 1.05).
 """
 
 from __future__ import annotations
@@ -60,17 +62,25 @@ def openrs_trainer(recipe, out: Path):
     return trainer
 
 
-def timed_train(trainer) -> float:
-    t0 = time.perf_counter()
-    trainer.train()
-    return time.perf_counter() - t0
+def timed_train(trainer) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of trainer.train(), with the trainer's per-step log prints silenced."""
+    import contextlib
+    import io
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer.train()
+    return time.process_time() - c0, time.perf_counter() - w0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
 
     from openrs_cli.recipes import load_recipe
     from openrs_cli.tiny import ensure_tiny_model
@@ -81,7 +91,7 @@ def main() -> None:
     recipe = load_recipe("tiny", [f"optim.max_steps={a.steps}", "output.save_steps=100000",
                                   "output.log_completions_every=1"])
     dataset, _ = build_train_dataset(recipe, load_tokenizer(recipe))
-    base_s, ours_s = [], []
+    base_s, ours_s, base_w, ours_w = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.reps + 1):  # rep 0 warms caches for both and is not counted
             for side in ("baseline", "openrs") if rep % 2 else ("openrs", "baseline"):
@@ -91,15 +101,17 @@ def main() -> None:
                 tr = baseline_trainer(model_dir, dataset, str(out), a.steps) if side == "baseline" else \
                     openrs_trainer(recipe, out)
                 setup = time.perf_counter() - t0
-                per_step = timed_train(tr) / a.steps
-                print(f"rep {rep} {side:8s} setup {setup:6.2f} s  train {per_step:.3f} s/step"
+                cpu, wall = (x / a.steps for x in timed_train(tr))
+                print(f"rep {rep} {side:8s} setup {setup:6.2f} s  train {cpu:.3f} CPU s/step ({wall:.3f} wall s/step)"
                       + ("  (warm-up, not counted)" if rep == 0 else ""), flush=True)
                 if rep:
-                    (base_s if side == "baseline" else ours_s).append(per_step)
+                    (base_s if side == "baseline" else ours_s).append(cpu)
+                    (base_w if side == "baseline" else ours_w).append(wall)
                 del tr
     b, o = statistics.median(base_s), statistics.median(ours_s)
-    print(f"baseline (hand-written TRL) median {b:.3f} s/step; openrs worker median {o:.3f} s/step "
-          f"over {a.reps} reps x {a.steps} steps")
+    print(f"baseline (hand-written TRL) median {b:.3f} CPU s/step ({statistics.median(base_w):.3f} wall); "
+          f"openrs worker median {o:.3f} CPU s/step ({statistics.median(ours_w):.3f} wall); "
+          f"{a.reps} reps x {a.steps} steps; wall ratio {statistics.median(ours_w) / statistics.median(base_w):.3f}")
     print(f"train_overhead_ratio: {o / b:.3f}")
 
 

@@ -111,6 +111,10 @@ def place(recipe: Recipe, gpus: int, multinode: MultiNode = MultiNode()) -> Plac
         ranks = min(lch.num_processes, gpus)
         train, vllm = tuple(range(ranks)), ()
         mode = "gpu+vllm-colocate" if gen.use_vllm else "gpu"
+        if gen.use_vllm and gen.vllm_gpu_memory_utilization > 0.5:
+            notes.append(f"colocated vLLM takes generation.vllm_gpu_memory_utilization="
+                         f"{gen.vllm_gpu_memory_utilization} of each training GPU; lower it (e.g. 0.3) to leave "
+                         f"room for training")
     if ranks != lch.num_processes:
         per_step = recipe.optim.per_device_train_batch_size * ranks * multinode.num_machines
         global_batch = per_step * recipe.optim.gradient_accumulation_steps
