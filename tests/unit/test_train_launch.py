@@ -205,6 +205,10 @@ def test_checkpoint_completeness_and_jsonl_truncation(tmp_path):
     assert rundir.prepare_resume(tmp_path).name == "checkpoint-2"
     with pytest.raises(RunDirError):
         rundir.prepare_resume(tmp_path / "checkpoint-2")
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "config.json").write_text("{}")
+    with pytest.raises(RunDirError, match="already finished"):
+        rundir.prepare_resume(tmp_path)
 
 
 def test_non_english_check():
