@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
 from openrs_cli.evaluate.generation import Completion, Sampling, model_source, visible_gpus
 
@@ -53,6 +54,14 @@ def sampling_kwargs(n: int, sampling: Sampling, seed: int) -> dict:
         "max_tokens": sampling.max_new_tokens,
         "seed": seed,
     }
+
+
+def cap_max_tokens(max_new_tokens: int, prompt_len: int, max_model_len: int | None) -> int:
+    """Generation budget that fits the engine's context (prompt + completion <= max_model_len), as lighteval
+    did for the paper's 32768/32768 setting; at least 1."""
+    if not max_model_len:
+        return max_new_tokens
+    return max(1, min(max_new_tokens, max_model_len - prompt_len))
 
 
 def deal(n_items: int, n_workers: int) -> list[list[int]]:
@@ -125,7 +134,10 @@ class VLLMBackend:
     def generate(self, texts: Sequence[str], ns: Sequence[int], seeds: Sequence[int],
                  sampling: Sampling) -> list[list[Completion]]:
         ids = [self.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-        params = [sampling_kwargs(n, sampling, s) for n, s in zip(ns, seeds, strict=True)]
+        mml = self.kwargs.get("max_model_len")
+        params = [sampling_kwargs(n, replace(sampling, max_new_tokens=cap_max_tokens(sampling.max_new_tokens,
+                                                                                    len(i), mml)), s)
+                  for n, s, i in zip(ns, seeds, ids, strict=True)]
         if not self.workers:
             raw = _run(self.llm, ids, params)
         else:

@@ -28,6 +28,13 @@ def test_vllm_sampling_kwargs():
     assert greedy["temperature"] == 0.0 and greedy["top_p"] == 1.0
 
 
+def test_generation_budget_fits_the_context():
+    assert V.cap_max_tokens(32768, 200, 32768) == 32568
+    assert V.cap_max_tokens(1000, 200, 32768) == 1000
+    assert V.cap_max_tokens(1000, 40000, 32768) == 1
+    assert V.cap_max_tokens(1000, 200, None) == 1000
+
+
 def test_data_parallel_deal_covers_every_item_once():
     shards = V.deal(10, 3)
     assert shards == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
