@@ -5,8 +5,8 @@ solution, compares them with math-verify at `cfg.precision`, and says which of c
 unparseable-gold / unparseable-answer / timed-out it is. It never raises on bad input.
 
 Time limit. math-verify's own timeouts use `signal.alarm`, which only works in the main thread (0.9 raises
-elsewhere, 0.5.2 silently returns wrong answers), and a signal cannot interrupt a long C call (sympy big-int
-arithmetic on `10^{10^{10^{10}}}`). So every parse/verify runs in a persistent worker *process* (a fresh
+elsewhere, 0.5.2 silently returns wrong answers), and a signal cannot interrupt a long C call (big-integer
+arithmetic, a regex). So every parse/verify runs in a persistent worker *process* (a fresh
 interpreter started with `subprocess`, so it works from threads, thread pools, forked and daemonic pool
 workers alike) with math-verify's timeouts disabled. Inside the worker an interval timer stops a call after
 `cfg.timeout_s` (TIMEOUT); if the worker does not answer within `timeout_s + 1 s` it is killed and replaced.
@@ -17,12 +17,17 @@ keeps an LRU cache of parsed golds, so a prompt's gold is parsed about once); an
 0.3 s stops counting its worker as available and an idle one (two are kept started) takes over, so a batch
 with a few pathological completions still finishes in about one time limit. Before the symbolic comparison
 it checks whether the extracted answer and gold strings are identical: math-verify's `verify` compares every
-(gold, pred) pair and its string-string pair is plain equality, so that shortcut can never change a verdict.
+(gold, pred) pair and its string-string pair is plain equality, so that shortcut can never change a verdict;
+and the same extracted answer for the same gold (common within a GRPO group) is compared once.
+
+Layout: `config` (verdicts, configs, presets), `worker` (the worker process), `pool` (starting, feeding and
+killing workers). math-verify is imported only in the workers.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -38,31 +43,27 @@ from openrs_cli.grading.config import (
 )
 from openrs_cli.grading.pool import _SPARES, _pool
 
+_BRACES = re.compile(r"\\boxed\{|[{}]")
+
 __all__ = ["EVAL_EXPR_GOLD", "EVAL_LATEX_GOLD", "FIXED_REWARD", "PAPER_COSINE", "PAPER_REWARD", "GradeResult",
            "GraderConfig", "Verdict", "default_workers", "extract_boxed", "gold_parses", "grade", "grade_many",
            "warm_up"]
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the last balanced \\boxed{...} in text (None if there is none)."""
-    if not isinstance(text, str):
+    """Content of the last balanced \\boxed{...} in text (None if there is none). Linear time."""
+    if not isinstance(text, str) or "\\boxed{" not in text:
         return None
-    end = len(text)
-    while True:
-        start = text.rfind("\\boxed{", 0, end)
-        if start < 0:
-            return None
-        depth, i = 1, start + 7
-        while i < len(text):
-            ch = text[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start + 7:i]
-            i += 1
-        end = start  # unclosed: try the previous one
+    stack: list[int] = []  # content start for \boxed{, -1 for a plain {
+    best: tuple[int, int] | None = None
+    for m in _BRACES.finditer(text):
+        tok = m.group()
+        if tok == "}":
+            if stack and (start := stack.pop()) >= 0 and (best is None or start > best[0]):
+                best = (start, m.start())
+        else:
+            stack.append(m.end() if tok != "{" else -1)
+    return None if best is None else text[best[0]:best[1]]
 
 
 def grade(completion: str, gold: str, cfg: GraderConfig = EVAL_LATEX_GOLD) -> GradeResult:

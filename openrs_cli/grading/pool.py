@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 
 from openrs_cli.grading.config import GraderConfig, GradeResult, Verdict
 from openrs_cli.grading.worker import send
@@ -26,6 +27,7 @@ _START_S = 120.0  # a worker that has not imported math-verify by then is replac
 _STUCK_S = 0.3  # an item running longer than this no longer counts its worker as available
 _SPARES = 2  # idle workers kept started beyond those in use
 _MAX_WORKERS = 32
+_PIPELINE = 3  # items queued per worker
 _CAP = 500
 
 
@@ -41,10 +43,9 @@ class _Worker:
         self.wfd, self.rfd = p_w, p_r
         self.buf = bytearray()
         self.ready = False
-        self.task: int | None = None  # index of the item in flight
-        self.gold = ""  # its gold
+        self.queue: deque[int] = deque()  # items sent and not answered yet, in the order the worker takes them
         self.golds: set[str] = set()  # golds this worker has parsed (cached)
-        self.since = 0.0  # when the current item was sent
+        self.since = 0.0  # when the head of the queue started
         self.dead = False
         self.born = time.monotonic()
 
@@ -93,6 +94,7 @@ class _Pool:
             while self.idle:
                 w = self.idle.pop()
                 if w.proc.poll() is None and not w.dead:
+                    w.since = time.monotonic()  # fresh budget for answers still due from an earlier call
                     return w
                 self.total -= 1
                 w.kill()
@@ -136,8 +138,10 @@ class _Pool:
         w.kill()
 
     def run(self, op: str, cfg: GraderConfig, items: list[tuple[str, str]], nworkers: int) -> list:
-        """Run (gold, completion) items one at a time on workers, preferring a worker that parsed the gold."""
+        """Run (gold, completion) items on workers, in order of results; a few items are queued per worker so
+        it never waits for this process to be scheduled, and items of one gold go to the same worker."""
         results: list = [None] * len(items)
+        done = [False] * len(items)
         todo: dict[str, list[int]] = {}  # gold -> item indices still to send (reversed)
         for i, (g, _) in enumerate(items):
             todo.setdefault(g, []).append(i)
@@ -146,31 +150,54 @@ class _Pool:
         left = len(items)
         busy: list[_Worker] = []
         startup_failures = 0
+        stolen: set[int] = set()  # items re-sent because they waited behind a stuck one
         nworkers = max(1, min(nworkers, len(items)))
         for _ in range(nworkers):
             w = self._take(force=not busy)
             if w:
                 busy.append(w)
         self._warm(len(busy) + _SPARES)
+
+        def requeue(idxs) -> None:
+            for i in idxs:
+                if i >= 0 and not done[i] and i not in todo.get(items[i][0], ()):
+                    todo.setdefault(items[i][0], []).append(i)
+
         try:
             while left:
                 now = time.monotonic()
+                stuck = {id(w) for w in busy if w.queue and now - w.since > _STUCK_S}
                 for w in busy:
-                    if w.ready and w.task is None and todo:
-                        gold = next((g for g in todo if g in w.golds), None)
-                        if gold is None:  # a gold nobody works on yet, else the biggest group left
-                            taken = {x.gold for x in busy if x.task is not None}
-                            gold = next((g for g in todo if g not in taken), None) or max(todo, key=lambda g: len(todo[g]))
-                        w.task, w.gold, w.since = todo[gold].pop(), gold, now
-                        if not todo[gold]:
-                            del todo[gold]
-                        try:
-                            send(w.wfd, (op, cfg, gold, items[w.task][1]))
-                        except OSError:  # died while idle: nothing was graded, hand the item to another
-                            todo.setdefault(gold, []).append(w.task)
-                            w.task, w.dead = None, True
+                    if id(w) in stuck and len(w.queue) > 1:  # let others take what waits behind a slow item
+                        steal = [i for i in list(w.queue)[1:] if i not in stolen]
+                        stolen.update(steal)
+                        requeue(steal)
+                while todo:
+                    free = [w for w in busy if w.ready and not w.dead and id(w) not in stuck
+                            and len(w.queue) < _PIPELINE]
+                    if not free:
+                        break
+                    w = min(free, key=lambda x: len(x.queue))
+                    gold = next((g for g in todo if g in w.golds), None)
+                    if gold is None:  # a gold nobody works on yet, else the biggest group left
+                        taken = {items[i][0] for x in busy for i in x.queue if i >= 0}
+                        gold = next((g for g in todo if g not in taken), None) or max(todo, key=lambda g: len(todo[g]))
+                    i = todo[gold].pop()
+                    if not todo[gold]:
+                        del todo[gold]
+                    if done[i]:
+                        continue
+                    try:
+                        send(w.wfd, (op, cfg, gold, items[i][1]))
+                    except OSError:  # died while idle: nothing was graded, hand the item to another
+                        requeue([i])
+                        w.dead = True
+                        continue
+                    if not w.queue:
+                        w.since = now
+                    w.queue.append(i)
                 # a worker stuck on a slow item does not count: add one so the batch stays bounded
-                if todo and sum(not (w.task is not None and now - w.since > _STUCK_S) for w in busy) < nworkers:
+                if todo and len(busy) - len(stuck) < nworkers:
                     w = self._take()
                     if w:
                         busy.append(w)
@@ -183,13 +210,16 @@ class _Pool:
                         if startup_failures >= 3:
                             raise RuntimeError("grading worker processes fail to start: run `python -c "
                                                "'import math_verify'` to see why")
-                    limit = cfg.timeout_s * (1 if w.gold in w.golds else 2) + _KILL_GRACE_S  # +gold parse
+                    head_limit = (cfg.timeout_s * (1 if w.queue and w.queue[0] >= 0 and items[w.queue[0]][0] in w.golds else 2)
+                                  + _KILL_GRACE_S)  # a gold this worker has not parsed yet has its own budget
                     if msgs is None or (not w.ready and now - w.born > _START_S) or (
-                            w.task is not None and now - w.since > limit):
-                        if w.task is not None:  # it hung (killed) or died on this item
-                            results[w.task] = None if op == "gold" else GradeResult(
+                            w.queue and now - w.since > head_limit):
+                        if w.queue and w.queue[0] >= 0 and not done[w.queue[0]]:  # it hung or died on this item
+                            results[w.queue[0]] = None if op == "gold" else GradeResult(
                                 Verdict.ANSWER_UNPARSEABLE if msgs is None else Verdict.TIMEOUT, None, None)
+                            done[w.queue[0]] = True
                             left -= 1
+                        requeue(list(w.queue)[1:])
                         busy.remove(w)
                         self._give(w, ok=False)
                         busy.append(self._take(force=True))
@@ -197,17 +227,23 @@ class _Pool:
                     for m in msgs:
                         if m == "ready":
                             w.ready = True
-                        elif w.task is not None:
-                            results[w.task], w.task = m, None
-                            if len(w.golds) > 4000:  # the worker's gold cache holds 4096
-                                w.golds.clear()
-                            w.golds.add(w.gold)
+                            continue
+                        i = w.queue.popleft()
+                        w.since = now
+                        if i < 0:  # left over from an earlier call
+                            continue
+                        if len(w.golds) > 4000:  # the worker's gold cache holds 4096
+                            w.golds.clear()
+                        w.golds.add(items[i][0])
+                        if not done[i]:  # an item taken over from a stuck worker may come back twice
+                            results[i], done[i] = m, True
                             left -= 1
         except BaseException:
             for w in busy:
                 self._give(w, ok=False)
             raise
-        for w in busy:
+        for w in busy:  # answers still due for items finished elsewhere are read and dropped later
+            w.queue = deque(-1 for _ in w.queue)
             self._give(w, ok=True)
         return results
 

@@ -46,6 +46,8 @@ def test_light_import():
     (r"\boxed{7} and \boxed{8", "7"),  # last one is unclosed: the last *balanced* one wins
     (r"\boxed{8", None),
     ("no box", None),
+    (r"\boxed{\boxed{1}}", "1"),
+    ("\\boxed{" * 3000 + "1", None),  # many unclosed: still linear, still None
 ])
 def test_extract_boxed(text, want):
     assert extract_boxed(text) == want
@@ -167,3 +169,6 @@ def test_batch_with_slow_items_stays_bounded():
     assert time.monotonic() - t < BOUND + 1.0  # extra workers join when every worker is stuck
     assert [r.correct for r in res] == [i == 5 for i in range(30)]
     assert res[3].verdict is Verdict.TIMEOUT
+    # answers still due from items taken over from stuck workers are dropped, not mixed into the next call
+    again = grade_many([(rf"\boxed{{{i}}}", "$7$") for i in range(20)], FAST, workers=1)
+    assert [r.correct for r in again] == [i == 7 for i in range(20)]
