@@ -142,9 +142,18 @@ def _trl_bin() -> str:
     return str(exe) if exe.is_file() else "trl"
 
 
+def _device_list(indices: tuple[int, ...], visible: str | None) -> str:
+    """CUDA_VISIBLE_DEVICES for a child: logical indices mapped through the parent's own visible list, so a
+    user's CUDA_VISIBLE_DEVICES=2,3,4,5 puts rank 0 on physical GPU 2, not 0."""
+    parent = [x.strip() for x in visible.split(",") if x.strip()] if visible else []
+    return ",".join(parent[i] if i < len(parent) else str(i) for i in indices)
+
+
 def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: MultiNode = MultiNode(),
-                resume_from: str | Path | None = None, extra_env: dict[str, str] | None = None) -> LaunchPlan:
-    """The full launch plan (pure: nothing is started, no heavy import)."""
+                resume_from: str | Path | None = None, extra_env: dict[str, str] | None = None,
+                visible_devices: str | None = None) -> LaunchPlan:
+    """The full launch plan (pure: nothing is started, no heavy import). `visible_devices` is the parent's
+    CUDA_VISIBLE_DEVICES, if any."""
     run_dir = Path(run_dir)
     recipe_path = run_dir / "recipe.yaml"
     placement = place(recipe, gpus, multinode)
@@ -170,7 +179,7 @@ def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: Mu
         argv += ["--resume-from", str(resume_from)]
     env = dict(extra_env or {})
     if placement.train_gpus:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, placement.train_gpus))
+        env["CUDA_VISIBLE_DEVICES"] = _device_list(placement.train_gpus, visible_devices)
     commands = [Command("train", tuple(argv), env)]
     if server and multinode.machine_rank == 0:
         g, m = recipe.generation, recipe.model
@@ -183,7 +192,7 @@ def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: Mu
         if m.trust_remote_code:
             vargv += ["--trust_remote_code", "true"]
         commands.insert(0, Command("vllm", tuple(vargv),
-                                   {"CUDA_VISIBLE_DEVICES": ",".join(map(str, placement.vllm_gpus))}))
+                                   {"CUDA_VISIBLE_DEVICES": _device_list(placement.vllm_gpus, visible_devices)}))
     return LaunchPlan(recipe.name, str(run_dir), str(recipe_path), placement, tuple(commands), grpo,
                       str(resume_from) if resume_from else None)
 
@@ -206,7 +215,8 @@ def detect_gpus() -> list[dict]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         keep = [int(x) for x in visible.split(",") if x.strip().isdigit()]
-        gpus = [dict(g, index=n) for n, g in enumerate(gpus[k] for k in keep if k < len(gpus))]
+        # logical index (what the children see); plan_launch maps it back through CUDA_VISIBLE_DEVICES
+        gpus = [dict(g, index=n, nvml_index=g["index"]) for n, g in enumerate(gpus[k] for k in keep if k < len(gpus))]
     return gpus
 
 

@@ -229,3 +229,14 @@ def test_run_dir_lock_is_exclusive(tmp_path):
         rundir.lock_run_dir(tmp_path)
     os.close(fd)
     os.close(rundir.lock_run_dir(tmp_path))
+
+
+def test_child_devices_follow_the_parents_visible_list():
+    from openrs_cli.recipes import load_recipe
+    from openrs_cli.train.launch import plan_launch
+
+    plan = plan_launch(load_recipe("exp3"), "/tmp/run", gpus=4, visible_devices="2,3,4,5")
+    envs = {c.role: c.env.get("CUDA_VISIBLE_DEVICES") for c in plan.commands}
+    assert envs == {"train": "2,3,4", "vllm": "5"}
+    plan = plan_launch(load_recipe("exp3"), "/tmp/run", gpus=4)
+    assert {c.role: c.env.get("CUDA_VISIBLE_DEVICES") for c in plan.commands} == {"train": "0,1,2", "vllm": "3"}
