@@ -121,6 +121,8 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     status = "error"
     try:
         if work:
+            if on_progress:
+                on_progress({**stats, "samples_per_s": 0.0, "accuracy": 0.0})
             _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress)
         status = "ok"
     except KeyboardInterrupt:
