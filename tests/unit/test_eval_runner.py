@@ -1,0 +1,84 @@
+"""The eval runner with a scripted backend (no model): batching into units, resume, growing --samples,
+metrics from real grading of known answers."""
+
+import json
+
+import pytest
+
+from openrs_cli.evaluate import runner
+from openrs_cli.evaluate.generation import Completion
+
+BOX = "Therefore, the final answer is: $\\boxed{%s}$. I hope it is correct"
+
+
+class ScriptedBackend:
+    """Answers amc23 problems right on even sample indices (by the prompt's problem text), wrong on odd ones."""
+
+    name = "scripted"
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers, self.calls = answers, []
+
+    def render(self, messages):
+        return messages[0]["content"]
+
+    def generate(self, texts, ns, seeds, sampling):
+        self.calls.append(list(ns))
+        out = []
+        for t, n in zip(texts, ns, strict=True):
+            gold = next(a for p, a in self.answers.items() if t.endswith(p))
+            out.append([Completion(BOX % (gold if i % 2 == 0 else "-7"), 9, "stop") for i in range(n)])
+        return out
+
+    def close(self):
+        pass
+
+
+@pytest.fixture()
+def scripted(monkeypatch):
+    from openrs_cli.evaluate.tasks import get_task, load_task
+
+    answers = {p.problem: p.gold for p in load_task(get_task("amc23")).problems}
+    holder = {}
+
+    def make(*a, **k):
+        holder["be"] = ScriptedBackend(answers)
+        return holder["be"]
+
+    monkeypatch.setattr(runner, "make_backend", make)
+    monkeypatch.setattr(runner, "pick_backend", lambda b: "scripted")
+    return holder
+
+
+def cfg(out, **kw):
+    return runner.EvalConfig(model="scripted", tasks="amc23", limit=3, max_new_tokens=8, out_dir=str(out),
+                             cost=False, batch_size=4, **kw)
+
+
+def test_runner_batches_grades_and_scores(scripted, tmp_path):
+    events = []
+    res = runner.run_eval(cfg(tmp_path, samples=2), on_progress=events.append)
+    # 3 problems x 2 samples = 6 sequences in batches of 4: [p0 x2, p1 x2], [p2 x2]
+    assert scripted["be"].calls == [[2, 2], [2]]
+    t = res["tasks"]["amc23"]
+    assert t["pass@1"] == 0.5 and t["pass@k"] == {"1": 0.5, "2": 1.0} and t["n_problems"] == 3
+    assert t["verdicts"] == {"correct": 3, "wrong": 3}
+    assert events[-1]["done"] == events[-1]["total"] == 6 and events[-1]["accuracy"] == 0.5
+    recs = [json.loads(x) for x in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["sample"], r["correct"]) for r in recs][:2] == [("amc23-0", 0, True), ("amc23-0", 1, False)]
+    assert json.loads((tmp_path / "results.json").read_text())["tasks"]["amc23"]["pass@1"] == 0.5
+
+
+def test_runner_resumes_and_grows_samples(scripted, tmp_path):
+    runner.run_eval(cfg(tmp_path, samples=1))
+    assert scripted["be"].calls == [[1, 1, 1]]
+    res = runner.run_eval(cfg(tmp_path, samples=3))  # only samples 1 and 2 are missing
+    assert scripted["be"].calls == [[2, 2], [2]]
+    assert res["tasks"]["amc23"]["samples"] == 3
+    assert res["tasks"]["amc23"]["pass@1"] == pytest.approx(2 / 3)  # samples 0 and 2 right, 1 wrong
+    calls_before = list(scripted["be"].calls)
+    res = runner.run_eval(cfg(tmp_path, samples=3))  # nothing left: no backend is even built
+    assert scripted["be"].calls == calls_before
+    # fewer samples than on disk: results use the first k of each problem
+    res = runner.run_eval(cfg(tmp_path, samples=1))
+    assert res["tasks"]["amc23"]["pass@1"] == 1.0 and res["tasks"]["amc23"]["samples"] == 1
