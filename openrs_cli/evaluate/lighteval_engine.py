@@ -99,7 +99,7 @@ def run_lighteval(cfg, datas, out_dir: Path) -> dict:
     from openrs_cli.evaluate import metrics
 
     results = {**header("results"), "model": cfg.model, "revision": cfg.revision,
-               "label": cfg.label or Path(cfg.model).name, "backend": backend, "engine": "lighteval",
+               "label": cfg.label or store.model_name(cfg.model), "backend": backend, "engine": "lighteval",
                "sampling": {"samples": 1, "temperature": cfg.temperature, "top_p": cfg.top_p,
                             "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit,
                             "data": cfg.data},

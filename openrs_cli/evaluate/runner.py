@@ -143,7 +143,7 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
         **header("results"),
         "model": cfg.model,
         "revision": cfg.revision,
-        "label": cfg.label or Path(cfg.model).name,
+        "label": cfg.label or store.model_name(cfg.model),
         "backend": backend_name,
         "engine": cfg.engine,
         "sampling": {"samples": cfg.samples, "temperature": cfg.temperature, "top_p": cfg.top_p,

@@ -28,10 +28,19 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_") or "model"
 
 
+def model_name(model: str) -> str:
+    """A short name: a hub id as is, a local dir by its name (a run's `final` or `checkpoint-N` with the run's)."""
+    if not os.path.exists(model):
+        return model
+    p = Path(model).resolve()
+    if p.name == "final" or p.name.startswith("checkpoint-"):
+        return f"{p.parent.name}-{p.name}"
+    return p.name
+
+
 def default_out_dir(model: str, revision: str | None, task_names: list[str], root: str | Path = "evals") -> Path:
     """evals/<model>[@revision]/<task+task> — one directory per (model, revision, task set)."""
-    name = Path(model).name if os.path.exists(model) else model
-    tag = slug(name) + (f"@{slug(revision)}" if revision else "")
+    tag = slug(model_name(model)) + (f"@{slug(revision)}" if revision else "")
     return Path(root) / tag / "+".join(sorted(task_names))
 
 

@@ -129,6 +129,10 @@ def test_run_spec_refuses_other_settings(tmp_path):
 def test_default_out_dir_per_model_revision_tasks(tmp_path):
     d = store.default_out_dir("org/Model-1.5B", "abc123", ["math_500", "aime24"])
     assert str(d) == "evals/org_Model-1.5B@abc123/aime24+math_500"
+    final = tmp_path / "runs" / "exp3" / "final"
+    final.mkdir(parents=True)
+    assert str(store.default_out_dir(str(final), None, ["aime24"])) == "evals/exp3-final/aime24"
+    assert store.model_name(str(tmp_path / "runs")) == "runs"
 
 
 def test_load_results_checks_schema(tmp_path):
