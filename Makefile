@@ -1,4 +1,4 @@
-# make demo : install, then run the main job on the embedded defaults
+# make demo : install, then run the whole tiny pipeline (data, train, eval, cost, report) on CPU
 # make test : install, then run the whole test suite (what CI runs)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml constraints/tested.txt
 	touch $(STAMP)
 
 demo: install
-	$(OPENRS) recipes validate
-	$(OPENRS) recipes show exp3
 	$(OPENRS) doctor
+	$(OPENRS) recipes validate
+	OPENRS=$(OPENRS) bash scripts/demo.sh
 
 test: install
 	$(PY) -m pytest -q tests

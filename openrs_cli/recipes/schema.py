@@ -77,6 +77,7 @@ class RewardsSpec(_Strict):
     cosine_max_value_correct: float = 1.0
     repetition_n_grams: int = Field(3, gt=0)
     repetition_max_penalty: float = Field(-1.0, le=0)
+    format_require_answer: bool = Field(True, description="fixed variant: format also needs an <answer> block")
 
 
 class OutputSpec(_Strict):

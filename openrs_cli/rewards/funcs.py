@@ -158,7 +158,7 @@ def _log(kwargs: dict, results: Sequence[GradeResult]) -> None:
 def make_reward(name: str, spec, tokenizer=None) -> Callable:
     """One TRL reward function for recipe name `name` under `spec` (a RewardsSpec)."""
     paper = spec.variant == "paper"
-    require_answer = bool(getattr(spec, "format_require_answer", True))
+    require_answer = spec.format_require_answer
     cos_kw = {"min_value_wrong": spec.cosine_min_value_wrong, "max_value_wrong": spec.cosine_max_value_wrong,
               "min_value_correct": spec.cosine_min_value_correct, "max_value_correct": spec.cosine_max_value_correct}
     if not paper and "cosine_min_value_wrong" not in spec.model_fields_set:

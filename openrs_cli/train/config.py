@@ -96,6 +96,7 @@ FIELD_MAP: dict[str, str] = {
     "rewards.cosine_max_value_correct": "rewards:build_reward_funcs",
     "rewards.repetition_n_grams": "rewards:build_reward_funcs",
     "rewards.repetition_max_penalty": "rewards:build_reward_funcs",
+    "rewards.format_require_answer": "rewards:build_reward_funcs",
     "output.output_dir": "grpo:output_dir (the run directory)",
     "output.save_steps": "grpo:save_steps",
     "output.save_total_limit": "grpo:save_total_limit",

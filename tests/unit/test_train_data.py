@@ -54,7 +54,7 @@ def test_source_errors_name_the_fix(tmp_path):
 
 def test_prompts_are_conversations_with_declared_gold_only(tmp_path, tok):
     r = load_recipe("tiny", [f"dataset.id={_jsonl(tmp_path / 'd.jsonl')}", "dataset.solution_column=solution",
-                             "dataset.limit=null"])
+                             "dataset.answer_column=null", "dataset.limit=null"])
     ds, shortened = build_train_dataset(r, tok)
     row = ds[0]
     assert row["prompt"] == [{"role": "system", "content": r.system_prompt},
