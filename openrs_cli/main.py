@@ -6,6 +6,7 @@ are imported inside the functions that use them, so `openrs --help` stays fast (
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -47,6 +48,20 @@ def run() -> None:
 
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    except OSError as e:
+        # The environment, not a bug: a full disk, a read-only or unwritable place, a file where a directory
+        # should be. One line, exit 2; other OS errors keep their traceback.
+        if e.errno not in _ENV_ERRNOS:
+            raise
+        from openrs_cli.commands._console import err_console, escape
+
+        where = f"{e.filename}: " if e.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(where + (e.strerror or str(e)))}; choose a writable location "
+                          f"with free space (e.g. another --out)", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+_ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
 
 
 if __name__ == "__main__":

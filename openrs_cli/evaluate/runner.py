@@ -20,6 +20,7 @@ from openrs_cli.evaluate.generation import Sampling, default_batch_size, make_ba
 from openrs_cli.evaluate.scoring import grade_pairs, task_results
 from openrs_cli.evaluate.tasks import TaskData, load_task, parse_tasks
 from openrs_cli.schema import header
+from openrs_cli.tiny import check_model_ref
 
 
 @dataclass
@@ -95,6 +96,7 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     if cfg.limit is not None and cfg.limit < 1:
         raise OpenrsError(f"--limit must be >= 1 (got {cfg.limit})")
     specs = parse_tasks(cfg.tasks)
+    check_model_ref(cfg.model)
     datas = [load_task(t, cfg.data, cfg.limit) for t in specs]
     out_dir = Path(cfg.out_dir) if cfg.out_dir else store.default_out_dir(cfg.model, cfg.revision,
                                                                              [t.name for t in specs])

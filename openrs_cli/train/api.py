@@ -14,6 +14,7 @@ from pathlib import Path
 
 from openrs_cli.errors import OpenrsError, RunDirError
 from openrs_cli.recipes import load_recipe
+from openrs_cli.tiny import check_model_ref
 from openrs_cli.train import rundir
 from openrs_cli.train.config import check_not_ignored
 from openrs_cli.train.launch import LaunchPlan, MultiNode, Runner, detect_gpus, plan_launch, popen_runner, run_plan
@@ -70,6 +71,7 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
         rd = Path(run_dir) if run_dir else rundir.default_run_dir(resolved)
     if run_dir:
         resolved = resolved.model_copy(update={"output": resolved.output.model_copy(update={"output_dir": str(rd)})})
+    check_model_ref(resolved.model.id)
     if not resume:  # a run directory's recipe.yaml lists every value; it was checked when the run began
         check_not_ignored(resolved)
     detected = detect_gpus()
