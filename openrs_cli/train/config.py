@@ -23,6 +23,9 @@ PAPER_PINS: dict[str, object] = {
     "epsilon_high": None,  # symmetric clip [1 - epsilon, 1 + epsilon]
     "mask_truncated_completions": False,  # truncated completions still count in the loss
     "vllm_importance_sampling_correction": False,  # the paper's TRL had no vLLM/policy IS correction
+    # TRL 1.x multiplies the KL term by the (differentiable) ratio by default, which changes the KL gradient even
+    # on-policy; the paper's TRL added beta * k3 directly.
+    "use_bias_correction_kl": False,
     "multi_objective_aggregation": "sum_then_normalize",  # r = sum_i w_i r_i, then group-normalise
     "top_k": 0,
     "repetition_penalty": 1.0,

@@ -48,6 +48,7 @@ def test_tiny_grpoconfig_constructs_with_exact_values(tmp_path):
     assert cfg.use_cpu and cfg.beta == 0.04 and cfg.loss_type == "bnpo" and cfg.num_generations == 4
     assert cfg.activation_checkpointing is False and cfg.max_completion_length == 32
     assert cfg.vllm_importance_sampling_correction is False and cfg.save_only_model is False
+    assert cfg.use_bias_correction_kl is False
 
 
 def test_exp3_maps_to_the_papers_semantics():
@@ -64,6 +65,8 @@ def test_exp3_maps_to_the_papers_semantics():
                                        "attn_implementation": "flash_attention_2"}
     for k, v in PAPER_PINS.items():
         assert kw[k] == v
+    # beta > 0: TRL 1.x's default ratio-weighted KL would change the KL gradient; the paper added beta * k3
+    assert kw["use_bias_correction_kl"] is False
 
 
 def test_ignored_values_are_errors():
