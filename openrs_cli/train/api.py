@@ -100,6 +100,9 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
             if dropped:
                 result.notes.append(f"{dropped} {name} record(s) after step {step} moved to "
                                     f"{name.replace('.jsonl', '.discarded.jsonl')} (those steps are redone)")
+        if overrides:  # the worker reads recipe.yaml: without this it would train with the old values
+            rundir.atomic_write(rd / "recipe.yaml", rundir.recipe_yaml_text(resolved))
+            result.notes.append(f"recipe.yaml updated for this resume: {' '.join(overrides)}")
         emit("resume", {"checkpoint": str(resume_from) if resume_from else None, "step": step})
     else:
         busy = rundir.lock_run_dir(rd) if rd.is_dir() else None  # never replace a directory a run is using
@@ -110,7 +113,8 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
     recipe_text = (rd / "recipe.yaml").read_bytes()
     rundir.write_launch_json(rd, {
         "recipe": resolved.name, "recipe_sha256": hashlib.sha256(recipe_text).hexdigest(),
-        "run_dir": str(rd), "resume_from": result.resumed_from, "gpus": detected, "versions": versions(),
+        "run_dir": str(rd), "resume_from": result.resumed_from, "overrides": overrides, "gpus": detected,
+        "versions": versions(),
         **{k: v for k, v in plan.to_dict().items() if k not in ("run_dir", "recipe_name", "resume_from")},
     })
     monitor = None

@@ -243,3 +243,28 @@ def test_child_devices_follow_the_parents_visible_list():
     assert envs == {"train": "2,3,4", "vllm": "5"}
     plan = plan_launch(load_recipe("exp3"), "/tmp/run", gpus=4)
     assert {c.role: c.env.get("CUDA_VISIBLE_DEVICES") for c in plan.commands} == {"train": "0,1,2", "vllm": "3"}
+
+
+def test_resume_overrides_reach_the_worker(tmp_path):
+    """The worker reads <run_dir>/recipe.yaml, so overrides given with --resume must be written into it."""
+    from openrs_cli.train.api import train
+
+    class _Done:
+        returncode = 0
+
+        def poll(self):
+            return 0
+
+        def wait(self, timeout=None):
+            return 0
+
+    def runner(cmd, log):
+        return _Done()
+
+    rd = tmp_path / "run"
+    train("tiny", run_dir=rd, cost=False, runner=runner)
+    assert load_recipe(str(rd / "recipe.yaml")).optim.max_steps != 7
+    res = train("tiny", ["optim.max_steps=7"], run_dir=rd, resume=True, cost=False, runner=runner)
+    worker_recipe = res.plan.command("train").argv[res.plan.command("train").argv.index("--recipe") + 1]
+    assert load_recipe(worker_recipe).optim.max_steps == 7 and res.plan.grpo["max_steps"] == 7
+    assert json.loads((rd / "launch.json").read_text())["overrides"] == ["optim.max_steps=7"]
