@@ -36,6 +36,9 @@ def content_sha256(rows: list[dict]) -> str:
 def check_target(out: Path, overwrite: bool) -> None:
     """Refuse early: an existing output without --overwrite, or a non-dataset path we would destroy."""
     if not out.exists():
+        parent = next((p for p in out.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise RunDirError(f"cannot write {out}: {parent} is a file, not a directory; choose another --out")
         return
     if not overwrite:
         raise RunDirError(f"{out} already exists; pass --overwrite to replace it or choose another --out")

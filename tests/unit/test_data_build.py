@@ -347,3 +347,12 @@ def test_hf_dir_and_parquet_sources_give_the_same_rows(tmp_path):
     with pytest.raises(DataError, match="no split 'test'"):
         datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dd"))
         build(load_spec("custom", ["sources.custom.split=test"], [str(tmp_path / "dd")]), tmp_path / "c")
+
+
+def test_out_under_a_file_is_one_line_before_building(tmp_path, cli):
+    _write_jsonl(tmp_path / "good.jsonl", [{"problem": "What is 1+1?", "answer": "2"}])
+    (tmp_path / "afile").write_text("mine\n")
+    code, _, err = cli("data", "build", "custom", "--source", str(tmp_path / "good.jsonl"),
+                       "--out", str(tmp_path / "afile" / "sub"))
+    assert code == 2 and "is a file, not a directory" in err and "\n" not in err, err
+    assert (tmp_path / "afile").read_text() == "mine\n"
