@@ -16,11 +16,14 @@ from pathlib import Path
 
 from openrs_cli.errors import OpenrsError
 from openrs_cli.evaluate import metrics, store
-from openrs_cli.evaluate.generation import Sampling, default_batch_size, make_backend, pick_backend, unit_seed
+from openrs_cli.evaluate.generation import BACKENDS, Sampling, default_batch_size, make_backend, pick_backend, unit_seed
 from openrs_cli.evaluate.scoring import grade_pairs, task_results
 from openrs_cli.evaluate.tasks import TaskData, load_task, parse_tasks
 from openrs_cli.schema import header
 from openrs_cli.tiny import check_model_ref
+
+
+ENGINES = ("openrs", "lighteval")
 
 
 @dataclass
@@ -95,6 +98,20 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
         raise OpenrsError(f"--samples must be >= 1 (got {cfg.samples})")
     if cfg.limit is not None and cfg.limit < 1:
         raise OpenrsError(f"--limit must be >= 1 (got {cfg.limit})")
+    # checked before the output dir is touched: eval-run.json must never record a setting that cannot run
+    if cfg.max_new_tokens < 1:
+        raise OpenrsError(f"--max-new-tokens must be >= 1 (got {cfg.max_new_tokens})")
+    if cfg.temperature < 0:
+        raise OpenrsError(f"--temperature must be >= 0, 0 meaning greedy (got {cfg.temperature})")
+    if not 0 < cfg.top_p <= 1:
+        raise OpenrsError(f"--top-p must be in (0, 1] (got {cfg.top_p})")
+    for flag, v in (("--batch-size", cfg.batch_size), ("--data-parallel", cfg.data_parallel)):
+        if v is not None and v < 1:
+            raise OpenrsError(f"{flag} must be >= 1 (got {v}); leave it out for the default")
+    if cfg.engine not in ENGINES:
+        raise OpenrsError(f"unknown engine '{cfg.engine}'; valid: {', '.join(ENGINES)}")
+    if cfg.backend not in BACKENDS:
+        raise OpenrsError(f"unknown backend '{cfg.backend}'; valid: {', '.join(BACKENDS)}")
     specs = parse_tasks(cfg.tasks)
     check_model_ref(cfg.model)
     datas = [load_task(t, cfg.data, cfg.limit) for t in specs]
@@ -107,8 +124,6 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
         from openrs_cli.evaluate.lighteval_engine import run_lighteval
 
         return run_lighteval(cfg, datas, out_dir)
-    if cfg.engine != "openrs":
-        raise OpenrsError(f"unknown engine '{cfg.engine}'; valid: openrs, lighteval")
 
     gen_path = out_dir / store.GENERATIONS
     existing, _bad = store.read_generations(gen_path)

@@ -82,3 +82,21 @@ def test_runner_resumes_and_grows_samples(scripted, tmp_path):
     # fewer samples than on disk: results use the first k of each problem
     res = runner.run_eval(cfg(tmp_path, samples=1))
     assert res["tasks"]["amc23"]["pass@1"] == 1.0 and res["tasks"]["amc23"]["samples"] == 1
+
+
+@pytest.mark.parametrize(("kw", "msg"), [
+    ({"max_new_tokens": 0}, "--max-new-tokens"), ({"temperature": -1.0}, "--temperature"),
+    ({"top_p": 2.0}, "--top-p"), ({"top_p": 0.0}, "--top-p"), ({"batch_size": -1}, "--batch-size"),
+    ({"batch_size": 0}, "--batch-size"), ({"data_parallel": 0}, "--data-parallel"),
+    ({"engine": "foo"}, "unknown engine"), ({"backend": "foo"}, "unknown backend"),
+])
+def test_bad_settings_fail_before_the_out_dir_is_touched(scripted, tmp_path, kw, msg):
+    from openrs_cli.errors import OpenrsError
+
+    c = cfg(tmp_path / "out", samples=1)
+    for k, v in kw.items():
+        setattr(c, k, v)
+    with pytest.raises(OpenrsError, match=msg):
+        runner.run_eval(c)
+    assert not (tmp_path / "out").exists()  # no eval-run.json recording a setting that cannot run
+    runner.run_eval(cfg(tmp_path / "out", samples=1))  # the same dir then works with good settings
