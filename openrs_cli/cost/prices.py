@@ -11,6 +11,7 @@ An NVML name that maps to no key gets no dollar figure (never a guessed one).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -86,13 +87,15 @@ def gpu_key(nvml_name: str | None, mem_total_mib: float | None = None) -> str | 
     return None
 
 
-def _price_value(raw, where: str) -> float:
+def _price_value(raw, where: str, what: str = "give USD per GPU-hour, e.g. A40=0.44") -> float:
     try:
         v = float(raw)
     except (TypeError, ValueError):
-        raise LedgerError(f"{where}: price '{raw}' is not a number; give USD per GPU-hour, e.g. A40=0.44") from None
-    if v < 0 or v != v:
-        raise LedgerError(f"{where}: price {raw} is negative; give USD per GPU-hour, e.g. A40=0.44")
+        raise LedgerError(f"{where}: '{raw}' is not a number; {what}") from None
+    if not math.isfinite(v):
+        raise LedgerError(f"{where}: {raw} is not a finite number; {what}")
+    if v < 0:
+        raise LedgerError(f"{where}: {raw} is negative; {what}")
     return v
 
 
@@ -115,13 +118,20 @@ def _read_table_file(path: Path) -> dict:
 
 def _apply_file(table: PriceTable, path: Path) -> None:
     data = _read_table_file(path)
-    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise LedgerError(f"price file {path}: expected an object ({{\"A40\": 0.5}} or {{\"rows\": [...]}}), "
+                          f"got {type(data).__name__}")
+    rows = data.get("rows")
     if rows is None:  # flat mapping {"A40": 0.5} (also TOML's [gpus.A40] usd_per_gpu_hour = ...)
-        flat = data.get("gpus", data) if isinstance(data, dict) else {}
+        flat = data.get("gpus", data)
+        if not isinstance(flat, dict):
+            raise LedgerError(f"price file {path}: 'gpus' must map GPU names to prices")
         rows = [{"gpu": k, "usd_per_gpu_hour": v.get("usd_per_gpu_hour") if isinstance(v, dict) else v,
                  "source": (v.get("source") if isinstance(v, dict) else None) or f"price file {path}",
                  "observed": (v.get("observed") if isinstance(v, dict) else None) or ""}
                 for k, v in flat.items() if k not in ("id", "version", "date", "description")]
+    if not isinstance(rows, list):
+        raise LedgerError(f"price file {path}: 'rows' must be a list of {{gpu, usd_per_gpu_hour}} objects")
     for r in rows:
         if not isinstance(r, dict) or "gpu" not in r:
             raise LedgerError(f"price file {path}: each row needs 'gpu' and 'usd_per_gpu_hour'")
@@ -156,10 +166,10 @@ def load_prices(price_file: str | Path | None = None, price_overrides=(), electr
         table.overrides.append(f"--price {key}={raw}")
     elec = electricity_usd_kwh if electricity_usd_kwh is not None else env.get("OPENRS_ELECTRICITY_USD_KWH")
     if elec not in (None, ""):
-        table.electricity_usd_kwh = _price_value(elec, "electricity price")
+        table.electricity_usd_kwh = _price_value(elec, "electricity price", "give USD per kWh, e.g. 0.15")
     p = pue if pue is not None else env.get("OPENRS_PUE")
     if p not in (None, ""):
-        table.pue = _price_value(p, "PUE")
+        table.pue = _price_value(p, "PUE", "give a ratio >= 1, e.g. 1.2")
         if table.pue < 1:
             raise LedgerError(f"PUE {p} is below 1; a data centre's PUE is >= 1 (typical 1.1-1.6)")
     return table

@@ -99,6 +99,20 @@ def test_bad_price_input_is_one_line_exit_2(cli, a40_run, tmp_path):
         load_prices(pue=0.5, env={})
 
 
+def test_non_finite_prices_and_malformed_price_files_are_refused(cli, tmp_path):
+    code, _, err = cli("cost", "prices", "--price", "A40=inf")
+    assert code == 2 and "not a finite number" in err
+    with pytest.raises(LedgerError, match="not a finite number"):
+        load_prices(price_overrides=["A40=nan"], env={})
+    with pytest.raises(LedgerError, match="USD per kWh"):
+        load_prices(electricity_usd_kwh=-1, env={})
+    for i, text in enumerate(['[{"gpu": "A40", "usd_per_gpu_hour": 0.5}]', '{"rows": 5}', '{"gpus": [1]}']):
+        f = tmp_path / f"p{i}.json"
+        f.write_text(text)
+        code, _, err = cli("cost", "prices", "--prices", str(f))
+        assert code == 2 and "price file" in err and "\n" not in err.strip(), err
+
+
 def test_unknown_gpu_gets_a_warning_and_no_dollar_figure(cli, tmp_path):
     run = _run(tmp_path / "r", [FakeDevice(name="NVIDIA GB300 Prototype")], hours=1)
     code, out, err = cli("cost", "summary", str(run))
