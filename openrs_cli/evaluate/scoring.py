@@ -52,7 +52,11 @@ def read_jsonl_records(path: Path) -> list[dict]:
     """Records of a JSONL file; a torn last line is ignored, any other bad line is an error."""
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass a JSONL of {{id, completion, sample?}} records")
-    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); pass a JSONL of {{id, completion, sample?}} "
+                        f"records") from None
     out = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -65,6 +69,11 @@ def read_jsonl_records(path: Path) -> list[dict]:
             raise DataError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line") from None
         if not isinstance(rec, dict) or "id" not in rec or "completion" not in rec:
             raise DataError(f"{path}:{i}: each record needs 'id' and 'completion' (and optionally 'sample', 'task')")
+        sample = rec.get("sample")
+        if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 0):
+            raise DataError(f"{path}:{i}: 'sample' must be a sample index (0, 1, ...), got {sample!r}")
+        if rec.get("task") is not None and not isinstance(rec["task"], str):
+            raise DataError(f"{path}:{i}: 'task' must be a task name such as \"aime24\", got {rec['task']!r}")
         out.append(rec)
     return out
 

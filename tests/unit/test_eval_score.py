@@ -119,3 +119,15 @@ def test_compare_paired_bootstrap():
     assert r["n"] == 30 and r["diff"] == pytest.approx(0.5) and not r["inside_noise"]
     r = compare_results(a, a)["aime24"]
     assert r["diff"] == 0 and r["inside_noise"]
+
+
+@pytest.mark.parametrize("line", [
+    b'{"id": "amc23-0", "completion": "x", "sample": "a"}', b'{"id": "amc23-0", "completion": "x", "sample": [1]}',
+    b'{"id": "amc23-0", "completion": "x", "sample": -1}', b'{"id": "amc23-0", "completion": "x", "task": 3}',
+    b'\xff\xfe not utf-8',
+])
+def test_score_bad_record_fields_are_one_line_errors(tmp_path, cli, line):
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes(line + b"\n")
+    code, _, err = cli("eval", "score", str(p))
+    assert code == 2 and "bad.jsonl" in err, err  # an OpenrsError (one line, exit 2), not a ValueError/TypeError
