@@ -158,8 +158,40 @@ def load_run_records(run_dir, warnings: list[str]) -> list[dict]:
                           f"or is not an openrs run directory")
     out = []
     for f in files:
-        out.extend(read_ledger(f, warnings))
+        for n, rec in enumerate(read_ledger(f, warnings), 1):
+            problem = _malformed(rec)
+            if problem:
+                warnings.append(f"{f}: skipped malformed {rec.get('record')} record {n} ({problem})")
+            else:
+                out.append(rec)
     return out
+
+
+_NEEDS = {"run_start": ("start_ts",), "run_end": ("end_ts",), "window": ("start_ts", "end_ts"),
+          "interval": ("start_ts", "end_ts")}
+
+
+def _malformed(rec: dict) -> str | None:
+    """Why a parsed ledger record cannot be summarised (a hand-edited or foreign line), or None."""
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    for k in _NEEDS.get(rec.get("record"), ()):
+        if not number(rec.get(k)):
+            return f"no numeric '{k}'"
+    if rec.get("record") == "window" and rec.get("phase") and not isinstance(rec.get("name"), str):
+        return "no 'name'"
+    devices = rec.get("devices", []) if rec.get("record") == "run_start" else []
+    if not isinstance(devices, list) or not all(isinstance(d, dict) and isinstance(d.get("uuid"), str)
+                                                for d in devices):
+        return "a device without 'uuid'"
+    if rec.get("record") == "interval":
+        gpus = rec.get("gpus", [])
+        if not isinstance(gpus, list) or not all(
+                isinstance(g, dict) and isinstance(g.get("uuid"), str) and number(g.get("gpu_seconds"))
+                for g in gpus):
+            return "a GPU entry without 'uuid' or 'gpu_seconds'"
+    return None
 
 
 def summarize_run(run_dir, prices: PriceTable | None = None) -> dict:

@@ -144,3 +144,19 @@ def test_a_resumed_run_does_not_bill_the_gap_between_sessions(tmp_path):
     s = summarize_run(tmp_path)
     assert s["wall_s"] == pytest.approx(7200) and s["gpu_hours"] == pytest.approx(2.0)
     assert s["phases"]["other"] == pytest.approx(7200) and s["status"] == "interrupted,ok"
+
+
+def test_malformed_records_are_skipped_with_a_warning_not_a_traceback(tmp_path, monkeypatch):
+    _node_run(tmp_path, "h", monkeypatch, gpus=2, hours=1.0)
+    good = summarize_run(tmp_path)
+    bad = [{"record": "run_start"}, {"record": "window", "phase": True, "name": "x", "start_ts": 1.0},
+           {"record": "interval", "start_ts": 1.0, "end_ts": 2.0, "gpus": [{"name": "A40"}]},
+           {"record": "run_start", "start_ts": 1.0, "devices": [{"name": "A40"}]},
+           {"record": "run_end", "end_ts": "late"}]
+    with open(next((tmp_path / "cost").glob("ledger-*.jsonl")), "a") as f:
+        for rec in bad:
+            f.write(json.dumps({"kind": "ledger", "schema_version": 1, **rec}) + "\n")
+    s = summarize_run(tmp_path)
+    assert len(s["warnings"]) == len(good["warnings"]) + len(bad)
+    assert all("skipped malformed" in w for w in s["warnings"][: len(bad)])
+    assert s["gpu_hours"] == pytest.approx(good["gpu_hours"]) and s["wall_s"] == pytest.approx(good["wall_s"])
