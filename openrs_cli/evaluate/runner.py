@@ -11,17 +11,23 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from openrs_cli.errors import OpenrsError
 from openrs_cli.evaluate import metrics, store
-from openrs_cli.evaluate.generation import BACKENDS, Sampling, default_batch_size, make_backend, pick_backend, unit_seed
+from openrs_cli.evaluate.generation import (
+    BACKENDS,
+    Sampling,
+    default_batch_size,
+    make_backend,
+    pick_backend,
+    unit_seed,
+)
 from openrs_cli.evaluate.scoring import grade_pairs, task_results
 from openrs_cli.evaluate.tasks import TaskData, load_task, parse_tasks
 from openrs_cli.schema import header
 from openrs_cli.tiny import check_model_ref
-
 
 ENGINES = ("openrs", "lighteval")
 
@@ -254,7 +260,3 @@ def _grade_batch(units, comps, texts, seeds, backend, cfg) -> list[dict]:
             "model": cfg.model, "revision": cfg.revision, "backend": backend,
         })
     return out
-
-
-def config_dict(cfg: EvalConfig) -> dict:
-    return asdict(cfg)

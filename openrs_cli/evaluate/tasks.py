@@ -188,12 +188,3 @@ def load_task(task: TaskSpec, data: str = "bundled", limit: int | None = None) -
     if limit is not None:
         td = TaskData(td.task, td.problems[:limit], td.source, td.sha256)
     return td
-
-
-def gold_index() -> dict[str, tuple[TaskSpec, str]]:
-    """id -> (task, gold) over all bundled tasks (for re-grading saved completions)."""
-    out = {}
-    for t in TASKS.values():
-        for pr in load_task(t).problems:
-            out[pr.id] = (t, pr.gold)
-    return out
