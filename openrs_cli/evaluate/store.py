@@ -61,10 +61,12 @@ def read_generations(path: Path) -> tuple[list[dict], int]:
         except (json.JSONDecodeError, UnicodeDecodeError):
             bad += i < len(lines) - 1  # a torn last line is expected after a kill; count others
             continue
-        if not isinstance(rec, dict) or "id" not in rec:
+        sample = rec.get("sample", 0) if isinstance(rec, dict) else None
+        if not isinstance(rec, dict) or "id" not in rec or not isinstance(sample, int) or isinstance(sample, bool) \
+                or sample < 0:  # an edited or foreign record: regenerated rather than trusted
             bad += 1
             continue
-        key = (rec.get("task"), str(rec["id"]), int(rec.get("sample", 0) or 0))
+        key = (rec.get("task"), str(rec["id"]), sample)
         if key in seen:
             continue
         seen.add(key)
@@ -129,7 +131,12 @@ def check_run_spec(out_dir: Path, spec: dict) -> None:
     """Refuse to resume into a directory made with other settings; record the settings on first use."""
     p = out_dir / RUN_SPEC
     if p.exists():
-        old = json.loads(p.read_text())
+        try:
+            old = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = None
+        if not isinstance(old, dict):
+            raise RunDirError(f"{p} is not a JSON object as openrs writes it; restore it or pass another --out")
         for k in RESUME_KEYS:
             if old.get(k) != spec.get(k):
                 raise RunDirError(

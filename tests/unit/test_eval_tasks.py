@@ -141,3 +141,17 @@ def test_load_results_checks_schema(tmp_path):
         store.load_results(tmp_path)
     with pytest.raises(RunDirError, match="no results.json"):
         store.load_results(tmp_path / "nope")
+
+
+def test_generations_records_with_bad_sample_are_skipped_not_a_crash(tmp_path):
+    path = tmp_path / "generations.jsonl"
+    lines = [rec(60), rec(61, "a"), rec(62, None), rec(63, -1), rec(64, True), rec(65, 2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    got, bad = store.read_generations(path)
+    assert [(r["id"], r["sample"]) for r in got] == [("aime24-60", 0), ("aime24-65", 2)] and bad == 4
+
+
+def test_run_spec_that_is_not_json_is_a_run_dir_error(tmp_path):
+    (tmp_path / store.RUN_SPEC).write_text("{torn")
+    with pytest.raises(RunDirError, match="another --out"):
+        store.check_run_spec(tmp_path, {"model": "m"})
