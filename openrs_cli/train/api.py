@@ -73,7 +73,13 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
         resolved = resolved.model_copy(update={"output": resolved.output.model_copy(update={"output_dir": str(rd)})})
     check_model_ref(resolved.model.id)
     if not resume:  # a run directory's recipe.yaml lists every value; it was checked when the run began
-        check_not_ignored(resolved)
+        written = None
+        if overrides:
+            try:
+                written = load_recipe(recipe)
+            except OpenrsError:  # the YAML alone is incomplete (the overrides complete it): judge the result
+                written = None
+        check_not_ignored(resolved, overrides, written)
     detected = detect_gpus()
     n_gpus = len(detected) if gpus is None else gpus
     if gpus is not None and gpus > len(detected) and not dry_run:

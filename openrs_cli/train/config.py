@@ -115,13 +115,22 @@ FIELD_MAP: dict[str, str] = {
 }
 
 
-def check_not_ignored(recipe: Recipe) -> None:
+def check_not_ignored(recipe: Recipe, overrides: list[str] | None = None, written: Recipe | None = None) -> None:
     """Values TRL would silently ignore: refuse them instead of pretending they apply.
 
-    Called on the user's recipe (before it is resolved, when pydantic still knows which keys were written)."""
+    Called on the user's recipe (before it is resolved, when pydantic still knows which keys were written).
+    `written` is the same recipe without the command-line `overrides`: then vLLM settings the YAML wrote for vLLM
+    (e.g. exp3's, when `generation.use_vllm=false` turns it off, the maintainers' advice for one GPU) are moot,
+    not an error; vLLM settings given while vLLM is off (in the YAML or as overrides) still are."""
     g = recipe.generation
     if not g.use_vllm:
-        ignored = sorted(f for f in g.model_fields_set if f.startswith("vllm_"))
+        named = set(g.model_fields_set)
+        if written is not None:
+            named = {o.split("=", 1)[0].strip().removeprefix("generation.") for o in overrides or ()
+                     if o.strip().startswith("generation.")}
+            if not written.generation.use_vllm:
+                named |= written.generation.model_fields_set
+        ignored = sorted(f for f in named if f.startswith("vllm_"))
         if ignored:
             raise RecipeError(
                 f"generation.{ignored[0]} is set but generation.use_vllm is false, so TRL would ignore it; "

@@ -268,3 +268,17 @@ def test_resume_overrides_reach_the_worker(tmp_path):
     worker_recipe = res.plan.command("train").argv[res.plan.command("train").argv.index("--recipe") + 1]
     assert load_recipe(worker_recipe).optim.max_steps == 7 and res.plan.grpo["max_steps"] == 7
     assert json.loads((rd / "launch.json").read_text())["overrides"] == ["optim.max_steps=7"]
+
+
+def test_shipped_vllm_recipe_can_turn_vllm_off_from_the_command_line():
+    """exp3 with generation.use_vllm=false (open-rs maintainers' advice for one GPU): its YAML's vLLM settings are
+    moot, not 'ignored values'; a vLLM setting given together with use_vllm=false still is an error."""
+    from openrs_cli.train.api import train
+
+    res = train("exp3", ["generation.use_vllm=false"], dry_run=True, gpus=1)
+    assert res.plan.grpo["use_vllm"] is False and "vllm_mode" not in res.plan.grpo
+    assert res.plan.placement.mode == "gpu" and res.plan.command("vllm") is None
+    with pytest.raises(RecipeError, match="vllm_mode is set"):
+        train("exp3", ["generation.use_vllm=false", "generation.vllm_mode=colocate"], dry_run=True, gpus=1)
+    with pytest.raises(RecipeError, match="use_vllm is false"):
+        train("tiny", ["generation.vllm_gpu_memory_utilization=0.5"], dry_run=True)
