@@ -83,9 +83,25 @@ def _run(llm, token_ids: Sequence[list[int]], params: Sequence[dict]) -> list[li
     return [[(o.text, len(o.token_ids), o.finish_reason or "stop") for o in req.outputs] for req in outs]
 
 
+def _reply(proc, outbox, poll_s: float = 5.0):
+    """The next message of a data-parallel worker; an error if the process died without answering."""
+    import queue
+
+    while True:
+        try:
+            return outbox.get(timeout=poll_s)
+        except queue.Empty:
+            if not proc.is_alive():
+                return ("error", f"vLLM worker process exited with code {proc.exitcode} without answering")
+
+
 def _worker(gpu: str, kwargs: dict, inbox, outbox) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    llm = _engine(kwargs)
+    try:
+        llm = _engine(kwargs)
+    except Exception as e:  # e.g. out of GPU memory: the parent must hear it, not wait for "ready" forever
+        outbox.put(("error", f"{type(e).__name__}: {e}"))
+        return
     outbox.put(("ready", None))
     while True:
         job = inbox.get()
@@ -123,8 +139,11 @@ class VLLMBackend:
                 p = ctx.Process(target=_worker, args=(g, self.kwargs, inbox, outbox), daemon=True)
                 p.start()
                 self.workers.append((p, inbox, outbox))
-            for _, _, outbox in self.workers:
-                outbox.get()  # wait for "ready"
+            for p, _, outbox in self.workers:
+                status, msg = _reply(p, outbox)
+                if status != "ready":
+                    self.close()
+                    raise RuntimeError(f"vLLM engine failed to start: {msg}")
 
     def render(self, messages: list[dict]) -> str:
         from openrs_cli.evaluate.generation import render_chat
@@ -145,8 +164,8 @@ class VLLMBackend:
             for (_, inbox, _), idx in zip(self.workers, shards, strict=True):
                 inbox.put(([ids[i] for i in idx], [params[i] for i in idx]))
             raw = [None] * len(ids)
-            for (_, _, outbox), idx in zip(self.workers, shards, strict=True):
-                status, res = outbox.get()
+            for (p, _, outbox), idx in zip(self.workers, shards, strict=True):
+                status, res = _reply(p, outbox)
                 if status != "ok":
                     raise RuntimeError(f"vLLM worker failed: {res}")
                 for i, r in zip(idx, res, strict=True):
@@ -155,6 +174,9 @@ class VLLMBackend:
 
     def close(self) -> None:
         for p, inbox, _ in self.workers:
-            inbox.put(None)
-            p.join(timeout=30)
+            if p.is_alive():
+                inbox.put(None)
+                p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
         self.workers = []

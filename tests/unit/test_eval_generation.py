@@ -107,3 +107,24 @@ def test_public_generate_api(tiny_model_dir):
     assert [len(x) for x in out] == [2, 2, 2]
     assert all(isinstance(c, G.Completion) for x in out for c in x)
     assert calls[-1] == (6, 6)
+
+
+def test_vllm_worker_start_failure_and_death_are_reported_not_waited_on(monkeypatch):
+    import queue
+
+    def boom(kwargs):
+        raise MemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(V, "_engine", boom)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # _worker sets it: restored after the test
+    outbox = queue.Queue()
+    V._worker("0", {}, queue.Queue(), outbox)  # returns instead of dying silently
+    assert outbox.get_nowait() == ("error", "MemoryError: CUDA out of memory")
+
+    class Dead:
+        exitcode = -9
+
+        def is_alive(self):
+            return False
+
+    assert V._reply(Dead(), queue.Queue(), poll_s=0.01)[0] == "error"  # was: outbox.get() blocking forever
