@@ -128,11 +128,14 @@ def compare_results(a: dict, b: dict, seed: int = 0) -> dict:
             continue
         pa, pb = a["tasks"][t].get("per_problem") or {}, b["tasks"][t].get("per_problem") or {}
         common = [pid for pid in pa if pid in pb]
+        if not common:  # e.g. hub ids vs bundled ids: nothing to pair, not "inside noise"
+            continue
         sa = [pa[p][0] / pa[p][1] for p in common]
         sb = [pb[p][0] / pb[p][1] for p in common]
         res = metrics.paired_bootstrap(sa, sb, seed=seed)
         res.update({"a": metrics.mean(sa) if sa else None, "b": metrics.mean(sb) if sb else None})
         out[t] = res
     if not out:
-        raise TaskError("the two results share no task with per-problem scores; compare evals of the same tasks")
+        raise TaskError("the two results share no task with common problems; compare evals of the same tasks "
+                        "and the same --data")
     return out

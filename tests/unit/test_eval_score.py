@@ -131,3 +131,15 @@ def test_score_bad_record_fields_are_one_line_errors(tmp_path, cli, line):
     p.write_bytes(line + b"\n")
     code, _, err = cli("eval", "score", str(p))
     assert code == 2 and "bad.jsonl" in err, err  # an OpenrsError (one line, exit 2), not a ValueError/TypeError
+
+
+def test_compare_without_common_problems_is_an_error_not_noise():
+    from openrs_cli.errors import TaskError
+
+    a = _results({"aime24-60": [1, 1], "aime24-61": [0, 1]})
+    b = _results({"60": [0, 1], "61": [0, 1]})  # same task, other ids (hub data vs bundled)
+    with pytest.raises(TaskError, match="common problems"):
+        compare_results(a, b)
+    both = {"label": "x", "tasks": {**a["tasks"], "amc23": {"per_problem": {"amc23-0": [1, 1]}}}}
+    other = {"label": "y", "tasks": {**b["tasks"], "amc23": {"per_problem": {"amc23-0": [0, 1]}}}}
+    assert list(compare_results(both, other)) == ["amc23"]  # aime24 is left out, not reported as noise
