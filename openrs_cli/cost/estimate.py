@@ -56,14 +56,20 @@ def estimate(recipe, gpu: str = "A40", gpus: int | None = None, prices: PriceTab
         return {"recipe": recipe.name, "gpu": None, "gpus": 0, "steps": o.max_steps, "hours": None,
                 "gpu_hours": 0.0, "cost_usd": 0.0, "constants": [],
                 "notes": ["launch.cpu is true: the recipe runs on CPU and rents no GPU; no throughput model for CPU"]}
+    from openrs_cli.train.launch import place  # the placement `openrs train` would use (pure, light)
+
     server = g.use_vllm and g.vllm_mode == "server"
-    vllm_gpus = lch.vllm_gpus if server else 0
-    total = gpus if gpus is not None else lch.num_processes + vllm_gpus
-    if total < vllm_gpus + 1:
-        raise RecipeError(f"--gpus {total}: the recipe needs at least {vllm_gpus + 1} (vLLM GPUs + one rank)")
-    train_gpus = total - vllm_gpus
-    gen_gpus = vllm_gpus or total  # colocated / plain generation runs on the training GPUs
-    c = o.per_device_train_batch_size * lch.num_processes * o.gradient_accumulation_steps
+    total = gpus if gpus is not None else lch.num_processes + (lch.vllm_gpus if server else 0)
+    if total < 1:
+        raise RecipeError(f"--gpus {total}: the recipe needs at least one GPU")
+    placement = place(recipe, total)
+    train_gpus = len(placement.train_gpus)
+    gen_gpus = len(placement.vllm_gpus) or train_gpus  # colocated / plain generation runs on the training GPUs
+    notes += [f"placement: {n}" for n in placement.notes]  # idle GPUs are billed but do no work
+    if not g.use_vllm:
+        notes.append("generation.use_vllm is false: generation by transformers is much slower than the vLLM "
+                     "the calibration used; expect longer")
+    c = o.per_device_train_batch_size * train_gpus * o.gradient_accumulation_steps
     cal = CALIBRATION
     t_step = cal["hours"] * 3600 / cal["steps"]
     params = params_from_model_id(recipe.model.id)

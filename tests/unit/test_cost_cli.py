@@ -159,6 +159,12 @@ def test_estimate_exp3_reproduces_the_calibration_and_prints_constants(cli):
     assert half["gpu_hours"] == pytest.approx(48.0)
     faster = json.loads(cli("cost", "estimate", "exp3", "--gpu", "H100", "--gpus", "8", "--json")[1])
     assert faster["hours"] < 24 and faster["usd_per_gpu_hour"] == 2.69 and faster["notes"]
+    # GPUs beyond the recipe's ranks + vLLM sit idle under `openrs train`: billed, but no faster
+    eight = json.loads(cli("cost", "estimate", "exp3", "--gpus", "8", "--json")[1])
+    assert eight["train_gpus"] == 3 and eight["hours"] == pytest.approx(24.0)
+    assert eight["gpu_hours"] == pytest.approx(192.0) and any("idle" in n for n in eight["notes"])
+    one = json.loads(cli("cost", "estimate", "exp3", "--gpus", "1", "--json")[1])  # train colocates vLLM here
+    assert one["train_gpus"] == 1 and one["completions_per_step"] == 24
     code, _, err = cli("cost", "estimate", "exp3", "--gpu", "TPUv5")
     assert code == 2 and "A40" in err
     code, out, _ = cli("cost", "estimate", "tiny")
