@@ -128,6 +128,8 @@ def gold_column(name: str, kwargs: dict, n: int, prefer_answer: bool) -> list[st
     out = []
     for i in range(n):
         a = ans[i] if ans is not None else None
+        if isinstance(a, (int, float)) and not isinstance(a, bool):  # a numeric answer column (27, 0.5)
+            a = str(a)
         if isinstance(a, str) and a.strip():
             out.append(a if "$" in a or "\\boxed" in a else f"${a.strip()}$")
         else:

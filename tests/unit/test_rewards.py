@@ -158,3 +158,10 @@ def test_identical_to_straightforward_scorer():
     assert got_cos == reference_rewards("cosine", contents, sols, max_len=3584)
     assert ln(completions=conv(*contents[:36]), solution=sols[:36]) == reference_rewards("length", contents[:36],
                                                                                          sols[:36])
+
+
+def test_fixed_accuracy_reads_a_numeric_answer_column():
+    acc = make_reward("accuracy", FIXED)
+    # an int/float `answer` column (no solution) was ignored, so every completion got None (no signal)
+    assert acc(completions=conv(r"\boxed{27}", r"\boxed{26}", r"\boxed{0.5}"), answer=[27, 27, 0.5],
+               solution=[None, None, None]) == [1.0, 0.0, 1.0]
