@@ -53,7 +53,8 @@ def model_config(cfg, backend: str):
                                    generation_parameters=gp)
 
 
-def run_lighteval(cfg, datas, out_dir: Path) -> dict:
+def check_settings(cfg) -> None:
+    """The lighteval engine's own requirements, checked before the output dir is touched."""
     try:
         import lighteval  # noqa: F401
     except ImportError:
@@ -64,6 +65,10 @@ def run_lighteval(cfg, datas, out_dir: Path) -> dict:
                           "openrs engine for k samples")
     if cfg.data not in ("bundled", "hub"):
         raise OpenrsError("--engine lighteval reads --data bundled or hub only")
+
+
+def run_lighteval(cfg, datas, out_dir: Path) -> dict:
+    check_settings(cfg)
     from openrs_cli.evaluate.generation import pick_backend
 
     backend = pick_backend(cfg.backend)

@@ -118,6 +118,10 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
         raise OpenrsError(f"unknown engine '{cfg.engine}'; valid: {', '.join(ENGINES)}")
     if cfg.backend not in BACKENDS:
         raise OpenrsError(f"unknown backend '{cfg.backend}'; valid: {', '.join(BACKENDS)}")
+    if cfg.engine == "lighteval":
+        from openrs_cli.evaluate.lighteval_engine import check_settings
+
+        check_settings(cfg)
     specs = parse_tasks(cfg.tasks)
     check_model_ref(cfg.model)
     datas = [load_task(t, cfg.data, cfg.limit) for t in specs]

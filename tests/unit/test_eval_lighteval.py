@@ -14,6 +14,22 @@ def test_engine_lighteval_without_lighteval_is_one_clean_line(cli, tmp_path):
     code, _, err = cli("eval", "--model", "openrs-tiny", "--tasks", "aime24", "--limit", "1", "--engine",
                        "lighteval", "--out", str(tmp_path / "le"))
     assert code == 2 and "lighteval is not installed" in err and "docs/eval.md" in err
+    assert not (tmp_path / "le").exists()  # refused before eval-run.json could pin engine=lighteval there
+
+
+def test_lighteval_settings_are_checked_before_the_out_dir(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from openrs_cli.errors import OpenrsError
+    from openrs_cli.evaluate import runner
+
+    monkeypatch.setitem(sys.modules, "lighteval", types.ModuleType("lighteval"))  # "installed"
+    cfg = runner.EvalConfig(model="openrs-tiny", tasks="aime24", limit=1, engine="lighteval", samples=2,
+                            out_dir=str(tmp_path / "le"), cost=False)
+    with pytest.raises(OpenrsError, match="--samples 1"):
+        runner.run_eval(cfg)
+    assert not (tmp_path / "le").exists()
 
 
 def test_unknown_engine(cli, tmp_path):
