@@ -99,6 +99,10 @@ def score_records(records: list[dict], task: str | None = None, data: str = "bun
         if str(r["id"]) not in golds[spec.name]:
             raise DataError(f"id '{r['id']}' is not a problem of task {spec.name}; ids are those of the bundled "
                             f"files (e.g. aime24-67, test/algebra/2584.json)")
+        saved = r.get("gold")
+        if isinstance(saved, str) and saved != golds[spec.name][str(r["id"])]:
+            raise DataError(f"id '{r['id']}' was generated against another gold than --data {data} holds for it "
+                            f"(the eval used other data); pass the eval's --data")
         groups[spec.name].append({**r, "task": spec.name, "sample": key[2]})
     graded: list[dict] = []
     total, done = sum(len(v) for v in groups.values()), 0

@@ -143,3 +143,17 @@ def test_compare_without_common_problems_is_an_error_not_noise():
     both = {"label": "x", "tasks": {**a["tasks"], "amc23": {"per_problem": {"amc23-0": [1, 1]}}}}
     other = {"label": "y", "tasks": {**b["tasks"], "amc23": {"per_problem": {"amc23-0": [0, 1]}}}}
     assert list(compare_results(both, other)) == ["amc23"]  # aime24 is left out, not reported as noise
+
+
+def test_score_refuses_golds_other_than_the_eval_used(tmp_path):
+    from openrs_cli.errors import DataError
+
+    # an eval on a local JSONL without ids names its problems amc23-0, amc23-1, ... like the bundled copy
+    recs = [{"task": "amc23", "id": "amc23-0", "sample": 0, "completion": LAST % "3", "gold": "3"}]
+    with pytest.raises(DataError, match="another gold"):
+        score_records(recs)  # was: silently graded against the bundled amc23-0 gold (27)
+    data = tmp_path / "amc23.jsonl"
+    data.write_text(json.dumps({"problem": "1+2?", "answer": "3"}) + "\n")
+    assert score_records(recs, data=str(data))["tasks"]["amc23"]["pass@1"] == 1.0
+    recs[0]["gold"] = "27"  # the bundled gold: fine
+    assert score_records(recs)["tasks"]["amc23"]["pass@1"] == 0.0
