@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from openrs_cli.errors import OpenrsError
+from openrs_cli.errors import OpenrsError, RunDirError
 from openrs_cli.evaluate import metrics, store
 from openrs_cli.evaluate.generation import (
     BACKENDS,
@@ -127,7 +127,11 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     datas = [load_task(t, cfg.data, cfg.limit) for t in specs]
     out_dir = Path(cfg.out_dir) if cfg.out_dir else store.default_out_dir(cfg.model, cfg.revision,
                                                                              [t.name for t in specs])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file in the way, an unwritable or impossible path
+        raise RunDirError(f"--out {out_dir}: cannot create the output directory ({e.strerror or e}); "
+                          f"pass a writable directory path") from None
     spec = {k: getattr(cfg, k) for k in store.RESUME_KEYS}
     store.check_run_spec(out_dir, spec)
     if cfg.engine == "lighteval":

@@ -100,3 +100,14 @@ def test_bad_settings_fail_before_the_out_dir_is_touched(scripted, tmp_path, kw,
         runner.run_eval(c)
     assert not (tmp_path / "out").exists()  # no eval-run.json recording a setting that cannot run
     runner.run_eval(cfg(tmp_path / "out", samples=1))  # the same dir then works with good settings
+
+
+def test_out_path_that_cannot_be_a_directory_is_one_line(scripted, tmp_path):
+    from openrs_cli.errors import RunDirError
+
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(RunDirError, match="cannot create the output directory"):
+        runner.run_eval(cfg(tmp_path / "afile", samples=1))  # was FileExistsError
+    assert (tmp_path / "afile").read_text() == "mine"
+    with pytest.raises(RunDirError, match="cannot create"):
+        runner.run_eval(cfg(tmp_path / "afile" / "sub", samples=1))  # was NotADirectoryError
