@@ -124,13 +124,25 @@ def score_file(path: str | Path, task: str | None = None, data: str = "bundled",
     return score_records(read_jsonl_records(Path(path)), task, data, on_progress)
 
 
+def _per_problem(res: dict, task: str) -> dict:
+    """{id: [correct, n]} of one task of a results dict; a malformed one is an error naming the task."""
+    pp = (res["tasks"][task] or {}).get("per_problem") or {}
+    ok = isinstance(pp, dict) and all(
+        isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v) and 0 <= v[0] <= v[1] and v[1] > 0
+        for v in pp.values())
+    if not ok:
+        raise TaskError(f"results of '{res.get('label')}': tasks.{task}.per_problem is not {{id: [correct, samples]}}; "
+                        f"was results.json edited? rerun `openrs eval` to rewrite it")
+    return pp
+
+
 def compare_results(a: dict, b: dict, seed: int = 0) -> dict:
     """Paired bootstrap of pass@1 (per-problem mean over samples) for every task both results share."""
     out = {}
     for t in a.get("tasks", {}):
         if t not in b.get("tasks", {}):
             continue
-        pa, pb = a["tasks"][t].get("per_problem") or {}, b["tasks"][t].get("per_problem") or {}
+        pa, pb = _per_problem(a, t), _per_problem(b, t)
         common = [pid for pid in pa if pid in pb]
         if not common:  # e.g. hub ids vs bundled ids: nothing to pair, not "inside noise"
             continue

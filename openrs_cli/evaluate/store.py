@@ -155,8 +155,12 @@ def load_results(path: str | Path) -> dict:
     if not p.is_file():
         raise RunDirError(f"{path}: no results.json there; pass an eval output dir or its results.json")
     try:
-        rec = json.loads(p.read_text())
+        rec = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise RunDirError(f"{p}: not valid JSON ({e.msg}); was it written by openrs eval?") from None
+    except UnicodeDecodeError:
+        raise RunDirError(f"{p}: not UTF-8 text; was it written by openrs eval?") from None
+    if not isinstance(rec, dict):
+        raise RunDirError(f"{p}: not a JSON object; was it written by openrs eval?")
     check_schema(rec, "results", str(p))
     return rec

@@ -157,3 +157,22 @@ def test_score_refuses_golds_other_than_the_eval_used(tmp_path):
     assert score_records(recs, data=str(data))["tasks"]["amc23"]["pass@1"] == 1.0
     recs[0]["gold"] = "27"  # the bundled gold: fine
     assert score_records(recs)["tasks"]["amc23"]["pass@1"] == 0.0
+
+
+@pytest.mark.parametrize("per_problem", [{"p": [1, 0]}, [1], {"p": "1/1"}, {"p": [2, 1]}])
+def test_compare_malformed_per_problem_is_an_error(per_problem):
+    from openrs_cli.errors import TaskError
+
+    good = _results({"p": [1, 1]})
+    with pytest.raises(TaskError, match="per_problem"):
+        compare_results(_results(per_problem), good)  # was ZeroDivisionError / a nonsense table
+
+
+@pytest.mark.parametrize("content", [b"[1]", b"\xff"])
+def test_load_results_that_is_not_an_object_is_an_error(tmp_path, content):
+    from openrs_cli.errors import RunDirError
+    from openrs_cli.evaluate.store import load_results
+
+    (tmp_path / "results.json").write_bytes(content)
+    with pytest.raises(RunDirError):
+        load_results(tmp_path)
