@@ -155,3 +155,22 @@ def test_run_spec_that_is_not_json_is_a_run_dir_error(tmp_path):
     (tmp_path / store.RUN_SPEC).write_text("{torn")
     with pytest.raises(RunDirError, match="another --out"):
         store.check_run_spec(tmp_path, {"model": "m"})
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]\n", b"\xff\n", b'"just a string"\n'])
+def test_local_data_that_is_not_objects_is_a_data_error(tmp_path, content):
+    from openrs_cli.errors import DataError
+    from openrs_cli.evaluate.tasks import get_task, load_task
+
+    p = tmp_path / "amc23.jsonl"
+    p.write_bytes(content)
+    with pytest.raises(DataError):
+        load_task(get_task("amc23"), str(p))  # was AttributeError / UnicodeDecodeError
+
+
+def test_local_data_keeps_a_line_separator_inside_a_string(tmp_path):
+    from openrs_cli.evaluate.tasks import get_task, load_task
+
+    p = tmp_path / "amc23.jsonl"
+    p.write_text(json.dumps({"problem": "a\u2028b", "answer": "3"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert load_task(get_task("amc23"), str(p)).problems[0].problem == "a\u2028b"
