@@ -2,7 +2,9 @@
 
 The pure formulas (`cosine_value`, `kimi_length`, `repetition_value`, the format/tag checks) take numbers and
 strings so the unit tests can pin them with worked values; the TRL-facing closures add gold lookup, grading
-(cached per (config, completion, gold), so accuracy, cosine and length share one grading pass) and lengths.
+(cached per (config, completion, gold), so rewards grading with the same config share one grading pass:
+cosine and length in the paper variant, whose accuracy parses with Open-RS's other config; all three in the
+fixed variant) and lengths.
 """
 
 from __future__ import annotations
