@@ -54,9 +54,23 @@ def prepare_new(run_dir: Path, recipe: Recipe, *, overwrite: bool) -> None:
                 f"run directory {run_dir} already exists; continue it with --resume, replace it with --overwrite, "
                 f"or choose another with --run-dir"
             )
+        if not is_run_dir(run_dir):  # --overwrite replaces a run, never a directory openrs did not make
+            raise RunDirError(
+                f"run directory {run_dir} exists and is not an openrs run directory (no recipe.yaml written by "
+                f"openrs train); --overwrite will not delete it, choose another --run-dir"
+            )
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / "recipe.yaml", recipe_yaml_text(recipe))
+
+
+def is_run_dir(run_dir: Path) -> bool:
+    """True when `run_dir` holds the recipe.yaml that `prepare_new` writes (its first line is openrs's header)."""
+    try:
+        with open(run_dir / "recipe.yaml", encoding="utf-8") as f:
+            return f.readline().startswith("# openrs resolved recipe")
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def lock_run_dir(run_dir: Path) -> int:

@@ -282,3 +282,18 @@ def test_shipped_vllm_recipe_can_turn_vllm_off_from_the_command_line():
         train("exp3", ["generation.use_vllm=false", "generation.vllm_mode=colocate"], dry_run=True, gpus=1)
     with pytest.raises(RecipeError, match="use_vllm is false"):
         train("tiny", ["generation.vllm_gpu_memory_utilization=0.5"], dry_run=True)
+
+
+def test_overwrite_never_deletes_a_directory_openrs_did_not_make(tmp_path):
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    (mine / "recipe.yaml").write_text("name: my own recipe\n")
+    with pytest.raises(RunDirError, match="not an openrs run directory"):
+        rundir.prepare_new(mine, load_recipe("tiny"), overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "precious"
+    run = tmp_path / "run"
+    rundir.prepare_new(run, load_recipe("tiny"), overwrite=False)
+    (run / "metrics.jsonl").write_text("{}\n")
+    rundir.prepare_new(run, load_recipe("tiny"), overwrite=True)  # an openrs run is replaced
+    assert not (run / "metrics.jsonl").exists() and rundir.is_run_dir(run)
