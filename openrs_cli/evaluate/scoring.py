@@ -85,12 +85,18 @@ def score_records(records: list[dict], task: str | None = None, data: str = "bun
     golds: dict[str, dict[str, str]] = {}
     groups: dict[str, list[dict]] = defaultdict(list)
     seen: set = set()
+    unnumbered: dict[tuple[str, str], int] = defaultdict(int)  # records without "sample": numbered in file order
     for r in records:
         spec = forced or (get_task(r["task"]) if r.get("task") else task_for_id(str(r["id"])))
         if spec is None:
             raise TaskError(f"cannot tell the task of id '{r['id']}'; pass --task (valid: aime24, amc23, math_500, "
                             f"minerva, olympiadbench)")
-        key = (spec.name, str(r["id"]), int(r.get("sample", 0) or 0))
+        if r.get("sample") is None:
+            sample = unnumbered[(spec.name, str(r["id"]))]
+            unnumbered[(spec.name, str(r["id"]))] += 1
+        else:
+            sample = int(r["sample"])
+        key = (spec.name, str(r["id"]), sample)
         if key in seen:
             continue  # first record of a (task, id, sample) wins, as in generations.jsonl
         seen.add(key)

@@ -102,8 +102,11 @@ def test_score_bad_inputs(tmp_path, cli):
     assert code == 2 and "no such file" in err
 
 
-def test_duplicate_records_first_wins():
+def test_records_without_sample_are_numbered_and_explicit_duplicates_first_wins():
     recs = [{"id": "amc23-0", "completion": LAST % "27"}, {"id": "amc23-0", "completion": LAST % "1"}]
+    res = score_records(recs)  # a foreign file with two completions per problem: two samples
+    assert res["tasks"]["amc23"]["pass@1"] == 0.5 and [g["sample"] for g in res["graded"]] == [0, 1]
+    recs = [{**r, "sample": 0} for r in recs]  # the same (id, sample) twice: the first record wins
     res = score_records(recs)
     assert res["tasks"]["amc23"]["pass@1"] == 1.0 and len(res["graded"]) == 1
 
