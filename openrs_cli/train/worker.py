@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                                               monitor=monitor)
         else:
             trainer, info = build_trainer(recipe, run_dir, vllm_host=a.vllm_host, vllm_port=a.vllm_port)
+        if {"accuracy", "cosine", "length"} & set(recipe.rewards.funcs):
+            from openrs_cli.grading import warm_up
+
+            warm_up()  # start the grading workers now, so their start-up is not charged to the first step
         if trainer.accelerator.is_main_process:
             print(f"openrs: {info['rows']} training rows, {info['prompts_shortened']} prompt(s) shortened to "
                   f"{recipe.generation.max_prompt_length} tokens; resume from {a.resume_from or 'step 0'}", flush=True)
