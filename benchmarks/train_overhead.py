@@ -50,7 +50,8 @@ def baseline_trainer(model_dir: str, dataset, out: str, steps: int):
                       num_generations=4, max_completion_length=32, temperature=1.0, learning_rate=1e-4,
                       lr_scheduler_type="constant", beta=0.04, loss_type="bnpo", use_cpu=True, bf16=False,
                       activation_checkpointing=False, seed=0, logging_steps=1, save_strategy="no",
-                      report_to="none", disable_tqdm=True, reward_weights=[1.0, 1.0, 1.0])
+                      report_to="none", disable_tqdm=True, reward_weights=[1.0, 1.0, 1.0],
+                      use_bias_correction_kl=False)  # the paper's KL, as openrs pins it: same semantics both sides
     funcs, _ = toy_rewards(type("S", (), {"funcs": ["accuracy", "format", "toy_digits"], "weights": None})())
     return GRPOTrainer(model=model_dir, reward_funcs=funcs, args=args, train_dataset=dataset)
 
