@@ -147,6 +147,16 @@ def paper_costs() -> list[CostRow]:
     ]
 
 
+def implied_rates() -> dict[str, float]:
+    """USD per GPU-hour implied by the paper's Tables 3/4 (cost / GPU-hours), per GPU type, rounded to cents."""
+    rates: dict[str, list[float]] = {}
+    for r in _read("table34_costs.csv"):
+        gpu, hours, cost = r.get("gpu_type", ""), _num(r["gpu_hours"]), _num(r["cost_usd"])
+        if gpu and hours and cost:
+            rates.setdefault(gpu, []).append(cost / hours)
+    return {gpu: round(sum(v) / len(v), 2) for gpu, v in rates.items()}
+
+
 def paper_checkpoints() -> list[Series]:
     """exp1-3 per-checkpoint AIME24/MATH-500/AMC23 scores; `released_step` is the checkpoint the paper released."""
     by_exp: dict[str, list[tuple[int, dict[str, Score]]]] = {}

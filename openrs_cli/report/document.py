@@ -7,6 +7,7 @@ import html as _html
 import re
 
 from openrs_cli import __version__
+from openrs_cli.report.data import implied_rates
 from openrs_cli.schema import utc_now
 
 # A block is (kind, payload): ("h1"|"h2"|"p", text), ("table", markdown table), ("figure", RenderedFigure),
@@ -36,8 +37,9 @@ def _blocks(table_text: dict[str, str], figs: list, user, notes: list[str]) -> l
         if name in by_name:
             b += [("h2", by_name[name].title), ("figure", by_name[name])]
     b += [("h2", "Tables 3 and 4: training data and compute"), ("table", table_text["table34"]),
-          ("p", "The paper gives no hourly prices; its costs equal GPU-hours × $1.89 (A100 80GB) and × $0.44 "
-                "(A40), rental list prices at the time. Your runs' cost comes from their cost ledger "
+          ("p", "The paper gives no hourly prices; its costs equal GPU-hours × "
+                + " and × ".join(f"${rate:.2f} ({gpu})" for gpu, rate in sorted(implied_rates().items()))
+                + ", rental list prices at the time. Your runs' cost comes from their cost ledger "
                 "(`openrs cost`).")]
     for f in figs:
         if f.name.startswith("training-"):
