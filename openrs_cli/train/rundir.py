@@ -131,9 +131,12 @@ def truncate_jsonl_after(path: Path, step: int) -> int:
         if not line.strip():
             continue
         try:
-            rec_step = json.loads(line).get("step", 0)
+            rec = json.loads(line)
         except ValueError:
             continue  # a line cut by the kill
+        rec_step = rec.get("step", 0) if isinstance(rec, dict) else 0
+        if not isinstance(rec_step, int | float):
+            rec_step = 0
         (keep if rec_step <= step else drop).append(line)
     if drop:
         with open(path.with_suffix(".discarded.jsonl"), "a", encoding="utf-8") as f:
