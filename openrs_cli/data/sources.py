@@ -34,13 +34,9 @@ def _sha256_dir(root: Path) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"{path} is not UTF-8 (bad byte at line {line}); re-encode the file as UTF-8") from None
-    text = text.removeprefix("\ufeff")
+    from openrs_cli.jsonl import parse_objects, read_utf8
+
+    text = read_utf8(path, "re-encode the file as UTF-8")
     if path.suffix == ".json" and text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -50,18 +46,7 @@ def _read_jsonl(path: Path) -> list[dict]:
         if bad is not None:
             raise DataError(f"{path}: item {bad} is not a JSON object; each row must be an object of columns")
         return rows
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path} line {n}: not valid JSON ({e.msg}); fix or remove that line") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path} line {n}: a {type(row).__name__}, not a JSON object of columns")
-        rows.append(row)
-    return rows
+    return parse_objects(text, path, "each row must be an object of columns")
 
 
 def _read_parquet(path: Path, wanted: list[str]) -> tuple[list[dict], list[str]]:

@@ -7,7 +7,6 @@ is parsed (plain expression for aime24/amc23, LaTeX for the others), exactly as 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,22 +112,9 @@ class TaskData:
 
 
 def _rows_from_jsonl(path: Path) -> list[dict]:
-    rows = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); give a JSONL file of problems") from None
-    for i, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON strings may hold U+2028
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{i}: each line must be a JSON object with the problem and its answer")
-        rows.append(row)
-    return rows
+    from openrs_cli.jsonl import read_objects
+
+    return read_objects(path, "give a JSONL file of problems with their answers")
 
 
 def latex_delimited(gold: str) -> str:
