@@ -7,7 +7,9 @@ import pytest
 from tests.conftest import run_openrs
 
 COMMANDS = [[], ["data"], ["train"], ["eval"], ["cost"], ["report"], ["recipes"], ["doctor"], ["version"],
-            ["recipes", "ls"], ["recipes", "show"], ["recipes", "validate"], ["recipes", "cp"]]
+            ["recipes", "ls"], ["recipes", "show"], ["recipes", "validate"], ["recipes", "cp"],
+            ["data", "build"], ["data", "inspect"], ["eval", "score"], ["eval", "compare"],
+            ["cost", "summary"], ["cost", "estimate"], ["cost", "prices"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "openrs")
