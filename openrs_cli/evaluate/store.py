@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from openrs_cli.errors import RunDirError
+from openrs_cli.files import write_json_atomic
 from openrs_cli.schema import check_schema
 
 GENERATIONS = "generations.jsonl"
@@ -111,20 +111,6 @@ class GenerationWriter:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write JSON to a temp file in the same directory, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_run_spec(out_dir: Path, spec: dict) -> None:

@@ -9,14 +9,13 @@ every file is written to a temporary name and moved into place.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from openrs_cli.errors import OpenrsError, RunDirError
+from openrs_cli.files import write_atomic
 from openrs_cli.report.data import paper_checkpoints, paper_costs, paper_models
 from openrs_cli.report.inputs import collect, show_path
 from openrs_cli.report.tables import table2, table34
@@ -56,21 +55,6 @@ def prepare_out(out: Path) -> None:
                           "pass a new directory with --out (nothing was changed)")
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / MARKER, b"This directory was written by `openrs report`; it may rewrite the files in it.\n")
-
-
-def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write to a temporary file beside `path`, then move it into place (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the usual permissions (umask applies)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def build_report(

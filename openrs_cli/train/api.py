@@ -107,7 +107,7 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
                 result.notes.append(f"{dropped} {name} record(s) after step {step} moved to "
                                     f"{name.replace('.jsonl', '.discarded.jsonl')} (those steps are redone)")
         if overrides:  # the worker reads recipe.yaml: without this it would train with the old values
-            rundir.atomic_write(rd / "recipe.yaml", rundir.recipe_yaml_text(resolved))
+            rundir.write_atomic(rd / "recipe.yaml", rundir.recipe_yaml_text(resolved))
             result.notes.append(f"recipe.yaml updated for this resume: {' '.join(overrides)}")
         emit("resume", {"checkpoint": str(resume_from) if resume_from else None, "step": step})
     else:

@@ -13,23 +13,15 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from openrs_cli.errors import RunDirError
+from openrs_cli.files import write_atomic
 from openrs_cli.recipes import recipe_to_yaml
 from openrs_cli.recipes.schema import Recipe
 from openrs_cli.schema import SCHEMA_VERSIONS, header
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def default_run_dir(recipe: Recipe) -> Path:
@@ -61,7 +53,7 @@ def prepare_new(run_dir: Path, recipe: Recipe, *, overwrite: bool) -> None:
             )
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "recipe.yaml", recipe_yaml_text(recipe))
+    write_atomic(run_dir / "recipe.yaml", recipe_yaml_text(recipe))
 
 
 def is_run_dir(run_dir: Path) -> bool:
@@ -141,7 +133,7 @@ def truncate_jsonl_after(path: Path, step: int) -> int:
     if drop:
         with open(path.with_suffix(".discarded.jsonl"), "a", encoding="utf-8") as f:
             f.write("\n".join(drop) + "\n")
-    atomic_write(path, "".join(x + "\n" for x in keep))
+    write_atomic(path, "".join(x + "\n" for x in keep))
     return len(drop)
 
 
@@ -156,4 +148,4 @@ def write_launch_json(run_dir: Path, launch: dict) -> None:
             history.append(old)
         except ValueError:
             pass
-    atomic_write(path, json.dumps({**header("launch"), **launch, "history": history}, indent=2) + "\n")
+    write_atomic(path, json.dumps({**header("launch"), **launch, "history": history}, indent=2) + "\n")
