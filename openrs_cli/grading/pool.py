@@ -29,6 +29,7 @@ _SPARES = 2  # idle workers kept started beyond those in use
 _MAX_WORKERS = 32
 _PIPELINE = 3  # items queued per worker
 _CAP = 500
+_MAX_OVERRAN = 10_000  # overrun records kept for passing on (each is at most ~20 KB)
 
 
 class _Worker:
@@ -48,6 +49,7 @@ class _Worker:
         self.since = 0.0  # when the head of the queue started
         self.dead = False
         self.born = time.monotonic()
+        self.told = 0  # how many of the pool's overrun records this worker has been sent
 
     def messages(self) -> list | None:
         """Read what is available; None when the worker died."""
@@ -88,6 +90,7 @@ class _Pool:
         self.lock = threading.Lock()
         self.idle: list[_Worker] = []
         self.total = 0
+        self.overran: list[tuple[str, float]] = []  # overrun records from all workers, passed on to each
 
     def _take(self, force: bool = False) -> _Worker | None:
         with self.lock:
@@ -188,7 +191,9 @@ class _Pool:
                     if done[i]:
                         continue
                     try:
-                        send(w.wfd, (op, cfg, gold, items[i][1]))
+                        with self.lock:
+                            news, w.told = self.overran[w.told:], len(self.overran)
+                        send(w.wfd, (op, cfg, gold, items[i][1], news))
                     except OSError:  # died while idle: nothing was graded, hand the item to another
                         requeue([i])
                         w.dead = True
@@ -228,6 +233,11 @@ class _Pool:
                         if m == "ready":
                             w.ready = True
                             continue
+                        m, news = m
+                        if news:
+                            with self.lock:
+                                if len(self.overran) < _MAX_OVERRAN:
+                                    self.overran += news
                         i = w.queue.popleft()
                         w.since = now
                         if i < 0:  # left over from an earlier call

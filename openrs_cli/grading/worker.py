@@ -1,7 +1,21 @@
 """Grading worker process: math-verify parse/verify under an interval-timer limit, with gold and comparison caches.
 
 Runs as `python -c "from openrs_cli.grading.worker import main; main(rfd, wfd)"`; reads length-prefixed pickled
-items (op, cfg, gold, completion) and answers one pickled result per item. Started and supervised by `pool`.
+items (op, cfg, gold, completion, overran) and answers one pickled (result, overran) per item. Started and
+supervised by `pool`.
+
+Overrun memo. Pathological answers get stuck in a few steps that are pure functions of their arguments:
+math-verify's LaTeX-to-sympy conversion of an extracted string (`parse_latex_cached`: 5,000 nested braces keep
+its ANTLR parser busy for hours), math-verify's `doit()` of a parsed expression, sympy's exact integer powers
+(`Integer._eval_power`: `10^{10^{10^{10}}}` asks for a ten-billion-digit integer) and mpmath's powers at a
+given precision (`mpf_pow_int`, the same tower under `evalf()`). When the time limit stops one of them, the
+worker records its arguments and the budget it had. The same arguments met again with no more budget (plus
+`_NOISE_S`, well inside the timing noise of any time limit on a shared machine) are stopped at once, as the
+straightforward scorer would be after spending the whole budget on them again. The pool passes every
+worker's records on to the others. Nothing else is skipped: a step that finished once always runs again.
+One caveat, shared with the straightforward scorer: a step whose cost depends on what the process ran
+before (ANTLR caches its parser decisions) may finish on a retry there; no such retry was seen to finish
+for the inputs above (every retry of 5,000 nested braces timed out).
 """
 
 from __future__ import annotations
@@ -9,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +31,8 @@ from typing import Any
 from openrs_cli.grading.config import EVAL_EXPR_GOLD, PAPER_REWARD, GraderConfig, GradeResult, Verdict
 
 _CAP = 500
+_NOISE_S = 0.1  # an overrun with budget b stands for any budget <= b + this
+_KEY_CAP = 20_000  # longer inputs are not remembered
 
 
 class _Deadline(BaseException):  # BaseException: math-verify's `except Exception` must not swallow it
@@ -41,6 +58,10 @@ def _mv_targets(kind_list: Sequence[str], *, boxed_first: bool, anchor_free: boo
 _TARGETS: dict = {}
 _GOLD_CACHE: OrderedDict = OrderedDict()
 _VERIFY_CACHE: OrderedDict = OrderedDict()
+_OVERRAN: dict[str, float] = {}  # "<kind>:<arguments>" -> largest budget (s) that step ran out of
+_NEW_OVERRAN: list[tuple[str, float]] = []  # recorded here since the last answer, for the pool to share
+_DEADLINE = [0.0]  # monotonic deadline of the running limited call; 0 outside one
+_HAS = {"latex": False, "doit": False, "ipow": False, "mpfpow": False}  # any record of that kind yet
 
 
 def _targets(cfg: GraderConfig) -> tuple[list, list]:
@@ -54,11 +75,106 @@ def _targets(cfg: GraderConfig) -> tuple[list, list]:
 
 def _limited(fn, seconds: float):
     import signal
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    seconds = max(seconds, 0.01)
+    _DEADLINE[0] = time.monotonic() + seconds
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         return fn()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        _DEADLINE[0] = 0.0
+
+
+def remember_overruns(records) -> None:
+    """Merge (key, budget) overrun records (from another worker)."""
+    for key, budget in records:
+        if budget > _OVERRAN.get(key, -1.0):
+            _OVERRAN[key] = budget
+            _HAS[key.split(":", 1)[0]] = True
+
+
+def _guard(kind: str, fn, key_of):
+    """Wrap a pure step so that an input which overran the time limit is not computed again."""
+    def guarded(*args):
+        if not _DEADLINE[0]:  # not under a limit (warm-up): nothing can overrun
+            return fn(*args)
+        budget = _DEADLINE[0] - time.monotonic()
+        key = None
+        if _HAS[kind]:  # keys cost a little: only once this kind has overrun somewhere
+            key = key_of(*args)
+            seen = _OVERRAN.get(key) if key is not None else None
+            if seen is not None and budget <= seen + _NOISE_S:
+                replay = _Deadline()  # it ran out of at least this budget before: it would again
+                replay.recorded = True
+                raise replay
+        try:
+            return fn(*args)
+        except _Deadline as e:
+            if not getattr(e, "recorded", False):  # only the innermost step that was running when time ran out
+                e.recorded = True
+                key = key if key is not None else key_of(*args)
+                if key is not None:
+                    remember_overruns([(key, budget)])
+                    _NEW_OVERRAN.append((key, budget))
+            raise
+    guarded._openrs = True
+    return guarded
+
+
+def _small(*ints) -> bool:
+    return all(isinstance(i, int) and i.bit_length() <= 4096 for i in ints)
+
+
+def _latex_key(latex) -> str | None:
+    return f"latex:{latex}" if isinstance(latex, str) and len(latex) <= _KEY_CAP else None
+
+
+def _doit_key(expr) -> str | None:
+    from sympy import srepr
+    try:
+        text = srepr(expr)
+    except Exception:  # noqa: BLE001 - an unprintable expression is just not remembered
+        return None
+    return f"doit:{type(expr).__name__}:{text}" if len(text) <= _KEY_CAP else None
+
+
+def _ipow_key(base, expt) -> str | None:  # sympy Integer ** Rational (exact big-integer powers)
+    from sympy import Integer, Rational
+    if isinstance(base, Integer) and isinstance(expt, Rational) and _small(int(base.p), int(expt.p), int(expt.q)):
+        return f"ipow:{int(base.p)}:{int(expt.p)}/{int(expt.q)}"
+    return None
+
+
+def _mpfpow_key(s, n, prec, rnd="n") -> str | None:  # mpmath float ** integer at a precision (evalf)
+    if isinstance(s, tuple) and len(s) == 4 and _small(int(s[1]), int(n), int(prec)):
+        return f"mpfpow:{int(s[0])}:{int(s[1])}:{int(s[2])}:{int(n)}:{int(prec)}:{rnd}"
+    return None
+
+
+def _rebind(old, new) -> None:
+    """Point every loaded module's global that is `old` at `new` (modules import these by name)."""
+    import sys
+    for mod in list(sys.modules.values()):
+        d = getattr(mod, "__dict__", None)
+        if isinstance(d, dict):
+            for name, value in list(d.items()):
+                if value is old:
+                    d[name] = new
+
+
+def install_guards() -> None:
+    """Route the steps pathological answers get stuck in through the overrun memo (idempotent):
+    math-verify's LaTeX conversion and doit(), sympy's exact integer powers and mpmath's powers."""
+    from math_verify import grader, parser
+    from mpmath.libmp import libmpf
+    from sympy.core.numbers import Integer
+    if getattr(parser.parse_latex_cached, "_openrs", False):
+        return
+    for old, kind, key_of in ((parser.parse_latex_cached, "latex", _latex_key),
+                              (grader.safe_sympy_doit, "doit", _doit_key),
+                              (libmpf.mpf_pow_int, "mpfpow", _mpfpow_key)):
+        _rebind(old, _guard(kind, old, key_of))
+    Integer._eval_power = _guard("ipow", Integer._eval_power, _ipow_key)
 
 
 def _cached(cache: OrderedDict, key, compute):
@@ -164,6 +280,7 @@ def main(rfd: int, wfd: int) -> None:
     except (ImportError, ValueError, OSError):
         pass
     import math_verify  # noqa: F401  warm the import before saying ready
+    install_guards()
 
     def on_alarm(signum, frame):
         raise _Deadline
@@ -182,9 +299,11 @@ def main(rfd: int, wfd: int) -> None:
         body = _read_exact(rfd, struct.unpack("!I", head)[0])
         if body is None:
             return
-        op, cfg, gold, completion = pickle.loads(body)
+        op, cfg, gold, completion, overran = pickle.loads(body)
+        remember_overruns(overran)
         try:
             res = _shown(_parsed_gold(gold, cfg)[0]) if op == "gold" else _grade_one(completion, gold, cfg)
         except (_Deadline, Exception):  # noqa: BLE001 - a late alarm or a bug: never kill the loop
             res = None if op == "gold" else GradeResult(Verdict.ANSWER_UNPARSEABLE, None, None)
-        send(wfd, res)
+        send(wfd, (res, _NEW_OVERRAN[:]))
+        _NEW_OVERRAN.clear()

@@ -172,3 +172,57 @@ def test_batch_with_slow_items_stays_bounded():
     # answers still due from items taken over from stuck workers are dropped, not mixed into the next call
     again = grade_many([(rf"\boxed{{{i}}}", "$7$") for i in range(20)], FAST, workers=1)
     assert [r.correct for r in again] == [i == 7 for i in range(20)]
+
+
+# --- overrun memo: a step that ran out of time is not run again for the same input ---------------------------
+
+def _memo_keys() -> set[str]:
+    return {k.split(":", 1)[0] for k, _ in grading._pool().overran}
+
+
+def test_overrun_memo_skips_repeats_across_golds_and_workers():
+    tower = r"so \boxed{10^{10^{10^{12}}}}"  # an input no other test uses
+    # integer gold: doit() -> exact integer power; symbolic gold: evalf() -> mpmath power at huge precision
+    first = grade_many([(tower, "$5$"), (tower, "$x+1$")], FAST, workers=1)
+    assert [r.verdict for r in first] == [Verdict.TIMEOUT] * 2
+    assert {"ipow", "mpfpow"} <= _memo_keys()
+    golds = ["7", r"\frac{1}{3}", "x+2", r"\sqrt{2}", "9", "11", r"\pi", "y-3", "13", "0.5", "2x", "17"]
+    t = time.monotonic()
+    res = grade_many([(f"Thinking {i}...\n{tower}", f"${g}$") for i, g in enumerate(golds)], FAST, workers=1)
+    # without the memo: 12 overruns of 1 s each on at most 3 workers (1 + 2 spares) = 4 s or more
+    assert [r.verdict for r in res] == [Verdict.TIMEOUT] * len(golds) and time.monotonic() - t < 2.5
+    for w in grading._pool().idle:  # fresh workers learn the records from the pool with their first item
+        os.kill(w.proc.pid, signal.SIGKILL)
+        w.proc.wait()
+    assert grade(r"\boxed{1}", "$1$", FAST).correct  # a fresh worker, started now
+    t = time.monotonic()
+    assert grade(tower, "$19$", FAST).verdict is Verdict.TIMEOUT and time.monotonic() - t < 0.9
+
+
+def test_overrun_memo_needs_the_same_input_and_no_more_budget():
+    nested = r"\boxed{" + "{" * 3000 + "2" + "}" * 3000 + "}"
+    assert grade(nested, "$2$", FAST).verdict is Verdict.TIMEOUT
+    t = time.monotonic()  # the same input with a larger budget is computed again (and still overruns)
+    assert grade(nested, "$2$", replace(FAST, timeout_s=2.0)).verdict is Verdict.TIMEOUT
+    assert time.monotonic() - t > 1.8
+    t = time.monotonic()  # a different input is computed
+    assert grade(nested.replace("2", "3"), "$3$", FAST).verdict is Verdict.TIMEOUT
+    assert time.monotonic() - t > 0.9
+    t = time.monotonic()  # the same input with no more budget is not
+    assert grade("other text " + nested, "$2$", replace(FAST, timeout_s=1.5)).verdict is Verdict.TIMEOUT
+    assert time.monotonic() - t < 0.9
+    before = len(grading._pool().overran)  # steps that finish are never recorded
+    assert grade_many([(r"so \boxed{2^{100}}", "$2^{100}$"), (r"\boxed{\frac{1}{2}}", "$0.5$")], FAST)[1].correct
+    assert len(grading._pool().overran) == before
+
+
+def test_overrun_memo_gives_the_straightforward_verdicts(monkeypatch):
+    from openrs_cli.rewards import reference
+    monkeypatch.setattr(reference, "_TIMEOUT", 1)  # the straightforward scorer at the same 1 s limit
+    tower, nested = r"so \boxed{10^{10^{10^{13}}}}", r"\boxed{" + "{" * 4000 + "4" + "}" * 4000 + "}"
+    pairs = [(tower, "$4$"), (nested, "$4$"), (r"\boxed{4}", "$4$"), (tower, r"$\frac{4}{3}$"),
+             (nested, "$x$"), (r"\boxed{0.25}", r"$\frac{1}{4}$"), (tower, "$y^2$"), (nested, "$5$"),
+             (r"\boxed{10^{10}}", "$10000000000$"), ("\\boxed{10^{10^{10^{13}}}}", "$10^{10^{10^{13}}}$")]
+    want = [reference.reference_correct(c, g, "all") for c, g in pairs]
+    got = grade_many(pairs, FAST)
+    assert [r.correct for r in got] == want == [False, False, True, False, False, True, False, False, True, True]
