@@ -10,7 +10,7 @@ checks that the rewards are identical, and prints completions/s of both, the rat
 per batch of 72 against the time limit + 1 s. Last line: `speedup: <ratio>`.
 
     .venv/bin/python benchmarks/rewards.py [--prompts 300] [--group 6] [--reward accuracy|cosine]
-                                           [--no-pathological] [--seed 0]
+                                           [--no-pathological | --distinct-pathological] [--seed 0]
 """
 
 from __future__ import annotations
@@ -42,13 +42,15 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=6)
     ap.add_argument("--reward", choices=["accuracy", "cosine"], default="accuracy")
     ap.add_argument("--no-pathological", action="store_true", help="drop the pathological completions")
+    ap.add_argument("--distinct-pathological", action="store_true",
+                    help="make every pathological answer different (no step repeats: the overrun memo cannot help)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     logging.disable(logging.CRITICAL)  # math-verify logs every timeout with the whole input
     warnings.filterwarnings("ignore")
 
     weights = (0.35, 0.3, 0.12, 0.18, 0.0 if args.no_pathological else 0.05)
-    rows = synthetic_stream(args.prompts, args.group, args.seed, weights)
+    rows = synthetic_stream(args.prompts, args.group, args.seed, weights, args.distinct_pathological)
     contents = [c for r in rows for c in r["completions"]]
     sols = [r["solution"] for r in rows for _ in r["completions"]]
     kinds = [k for r in rows for k in r["kinds"]]

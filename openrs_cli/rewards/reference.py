@@ -98,9 +98,23 @@ def _wrong_form(ans: str, rng: random.Random) -> str:
     return rng.choice(["\\frac{7}{3}", "42", "\\sqrt{5}", "x+1", "-1"])
 
 
+def _distinct_pathological(name: str, rng: random.Random) -> str:
+    """A variant of PATHOLOGICAL[name] that no other completion repeats (so no step is ever met twice)."""
+    if name == "tower":
+        return f"Thus the value is $\\boxed{{{rng.randint(2, 99)}^{{10^{{10^{{{rng.randint(10, 10**4)}}}}}}}}}$."
+    if name == "nested":
+        depth = rng.randint(4000, 6000)
+        return "\\boxed{" + "{" * depth + str(rng.randint(0, 10**6)) + "}" * depth + "}"
+    return PATHOLOGICAL[name]
+
+
 def synthetic_stream(n_prompts: int = 300, group: int = 6, seed: int = 0,
-                     weights: tuple[float, ...] = (0.35, 0.3, 0.12, 0.18, 0.05)) -> list[dict]:
-    """Rows {solution, completions, kinds}: n_prompts from math500 + train-sample, `group` completions each."""
+                     weights: tuple[float, ...] = (0.35, 0.3, 0.12, 0.18, 0.05),
+                     distinct_pathological: bool = False) -> list[dict]:
+    """Rows {solution, completions, kinds}: n_prompts from math500 + train-sample, `group` completions each.
+
+    Pathological answers are the fixed strings of PATHOLOGICAL, or with `distinct_pathological` a fresh variant
+    each time (the worst case for grading's overrun memo)."""
     from openrs_cli import benchmarks
     rng = random.Random(seed)
     rows = [r for name in ("math500", "train-sample") for r in benchmarks.load(name)
@@ -128,7 +142,9 @@ def synthetic_stream(n_prompts: int = 300, group: int = 6, seed: int = 0,
             elif kind == "missing":
                 comps.append(body[: rng.randint(200, len(body))])
             else:
-                comps.append(body + PATHOLOGICAL[rng.choice(list(PATHOLOGICAL))])
+                name = rng.choice(list(PATHOLOGICAL))
+                comps.append(body + (_distinct_pathological(name, rng) if distinct_pathological
+                                     else PATHOLOGICAL[name]))
             kinds.append(kind)
         out.append({"solution": row["solution"], "completions": comps, "kinds": kinds})
     return out
