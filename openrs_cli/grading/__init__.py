@@ -18,7 +18,9 @@ keeps an LRU cache of parsed golds, so a prompt's gold is parsed about once); an
 with a few pathological completions still finishes in about one time limit. Before the symbolic comparison
 it checks whether the extracted answer and gold strings are identical: math-verify's `verify` compares every
 (gold, pred) pair and its string-string pair is plain equality, so that shortcut can never change a verdict;
-and the same extracted answer for the same gold (common within a GRPO group) is compared once.
+and the same extracted answer for the same gold (common within a GRPO group) is compared once. A step that
+ran out of time (LaTeX conversion, doit, a huge power) is not run again for the same arguments at no larger
+budget, in any worker: see `worker` (the overrun memo).
 
 Layout: `config` (verdicts, configs, presets), `worker` (the worker process), `pool` (starting, feeding and
 killing workers). math-verify is imported only in the workers.
