@@ -29,7 +29,7 @@ _SPARES = 2  # idle workers kept started beyond those in use
 _MAX_WORKERS = 32
 _PIPELINE = 3  # items queued per worker
 _CAP = 500
-_MAX_OVERRAN = 10_000  # overrun records kept for passing on (each is at most ~20 KB)
+_MAX_OVERRAN = 100_000  # overrun records kept for passing on (17-byte digest + a float each); later ones stay local
 
 
 class _Worker:
@@ -90,7 +90,8 @@ class _Pool:
         self.lock = threading.Lock()
         self.idle: list[_Worker] = []
         self.total = 0
-        self.overran: list[tuple[str, float]] = []  # overrun records from all workers, passed on to each
+        self.overran: list[tuple[bytes, float]] = []  # overrun records from all workers, passed on to each
+        self.skips = 0  # steps the workers stopped at once thanks to those records
 
     def _take(self, force: bool = False) -> _Worker | None:
         with self.lock:
@@ -233,7 +234,8 @@ class _Pool:
                         if m == "ready":
                             w.ready = True
                             continue
-                        m, news = m
+                        m, news, skips = m
+                        self.skips += skips
                         if news:
                             with self.lock:
                                 if len(self.overran) < _MAX_OVERRAN:

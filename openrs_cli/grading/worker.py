@@ -8,14 +8,16 @@ Overrun memo. Pathological answers get stuck in a few steps that are pure functi
 math-verify's LaTeX-to-sympy conversion of an extracted string (`parse_latex_cached`: 5,000 nested braces keep
 its ANTLR parser busy for hours), math-verify's `doit()` of a parsed expression, sympy's exact integer powers
 (`Integer._eval_power`: `10^{10^{10^{10}}}` asks for a ten-billion-digit integer) and mpmath's powers at a
-given precision (`mpf_pow_int`, the same tower under `evalf()`). When the time limit stops one of them, the
-worker records its arguments and the budget it had. The same arguments met again with no more budget (plus
-`_NOISE_S`, well inside the timing noise of any time limit on a shared machine) are stopped at once, as the
-straightforward scorer would be after spending the whole budget on them again. The pool passes every
-worker's records on to the others. Nothing else is skipped: a step that finished once always runs again.
-One caveat, shared with the straightforward scorer: a step whose cost depends on what the process ran
-before (ANTLR caches its parser decisions) may finish on a retry there; no such retry was seen to finish
-for the inputs above (every retry of 5,000 nested braces timed out).
+given precision (`mpf_pow_int`, the same tower under `evalf()`). When the time limit stops one of them after
+it alone burned at least half the limit in CPU time, the worker records a digest of its arguments and the CPU
+seconds it burned: the step needs more than that. The same arguments met again with a budget no larger than
+that (plus `_MARGIN`, 5 %, inside the run-to-run noise of the straightforward scorer's own timeouts) are
+stopped at once, as the straightforward scorer would be after spending the whole budget on them again. A step
+slowed down by a busy machine records only the CPU it got, so it is not skipped for a full budget until some
+attempt burned that much. The pool passes every worker's records on to the others. Nothing else is skipped:
+a step that finished once always runs again, and warm-up records are dropped.
+Caveat, shared with the straightforward scorer: a step whose cost depends on what ran before in the process
+(ANTLR and sympy caches) can be cheaper on a retry; for the inputs above every retry still timed out.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from typing import Any
 from openrs_cli.grading.config import EVAL_EXPR_GOLD, PAPER_REWARD, GraderConfig, GradeResult, Verdict
 
 _CAP = 500
-_NOISE_S = 0.1  # an overrun with budget b stands for any budget <= b + this
-_KEY_CAP = 20_000  # longer inputs are not remembered
+_MARGIN = 1.05  # a step that burned c CPU seconds is skipped for budgets <= c * _MARGIN
+_MIN_SHARE = 0.5  # only a step that alone burned this share of the limit is recorded
+_KEY_CAP = 20_000  # longer arguments are not remembered
+_EXPR_CAP = 400  # nor expressions of more nodes (srepr would cost too much)
 
 
 class _Deadline(BaseException):  # BaseException: math-verify's `except Exception` must not swallow it
@@ -58,9 +62,10 @@ def _mv_targets(kind_list: Sequence[str], *, boxed_first: bool, anchor_free: boo
 _TARGETS: dict = {}
 _GOLD_CACHE: OrderedDict = OrderedDict()
 _VERIFY_CACHE: OrderedDict = OrderedDict()
-_OVERRAN: dict[str, float] = {}  # "<kind>:<arguments>" -> largest budget (s) that step ran out of
-_NEW_OVERRAN: list[tuple[str, float]] = []  # recorded here since the last answer, for the pool to share
-_DEADLINE = [0.0]  # monotonic deadline of the running limited call; 0 outside one
+_OVERRAN: dict[bytes, float] = {}  # digest of "<kind>:<arguments>" -> most CPU seconds that step burned
+_NEW_OVERRAN: list[tuple[bytes, float]] = []  # recorded here since the last answer, for the pool to share
+_DEADLINE = [0.0, 0.0]  # monotonic deadline and length of the running limited call; 0 outside one
+_SKIPS = [0]  # steps stopped at once since the last answer (reported to the pool, for tests)
 _HAS = {"latex": False, "doit": False, "ipow": False, "mpfpow": False}  # any record of that kind yet
 
 
@@ -76,49 +81,73 @@ def _targets(cfg: GraderConfig) -> tuple[list, list]:
 def _limited(fn, seconds: float):
     import signal
     seconds = max(seconds, 0.01)
-    _DEADLINE[0] = time.monotonic() + seconds
+    _DEADLINE[:] = [time.monotonic() + seconds, seconds]
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         return fn()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        _DEADLINE[0] = 0.0
+        _DEADLINE[:] = [0.0, 0.0]
 
 
 def remember_overruns(records) -> None:
-    """Merge (key, budget) overrun records (from another worker)."""
-    for key, budget in records:
-        if budget > _OVERRAN.get(key, -1.0):
-            _OVERRAN[key] = budget
-            _HAS[key.split(":", 1)[0]] = True
+    """Merge (key digest, CPU seconds) overrun records (from another worker)."""
+    for key, cpu in records:
+        if cpu > _OVERRAN.get(key, -1.0):
+            _OVERRAN[key] = cpu
+            _HAS[_KINDS.get(key[:1], "")] = True
+
+
+def forget_overruns() -> None:
+    _OVERRAN.clear()
+    _NEW_OVERRAN.clear()
+    for kind in _HAS:
+        _HAS[kind] = False
+
+
+def _digest(kind: str, text: str) -> bytes:
+    import hashlib
+    return kind[:1].encode() + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _guard(kind: str, fn, key_of):
-    """Wrap a pure step so that an input which overran the time limit is not computed again."""
-    def guarded(*args):
-        if not _DEADLINE[0]:  # not under a limit (warm-up): nothing can overrun
-            return fn(*args)
+    """Wrap a pure step so that arguments which overran the time limit are not computed again."""
+    def guarded(*args, **kwargs):
+        if not _DEADLINE[0] or kwargs:  # outside a limited call nothing can overrun; keywords: not keyed
+            return fn(*args, **kwargs)
         budget = _DEADLINE[0] - time.monotonic()
         key = None
         if _HAS[kind]:  # keys cost a little: only once this kind has overrun somewhere
-            key = key_of(*args)
+            key = _key(kind, key_of, args)
             seen = _OVERRAN.get(key) if key is not None else None
-            if seen is not None and budget <= seen + _NOISE_S:
-                replay = _Deadline()  # it ran out of at least this budget before: it would again
+            if seen is not None and budget <= seen * _MARGIN:
+                _SKIPS[0] += 1
+                replay = _Deadline()  # it burned more CPU than this budget before: it would again
                 replay.recorded = True
                 raise replay
+        cpu0 = time.thread_time()
         try:
             return fn(*args)
         except _Deadline as e:
-            if not getattr(e, "recorded", False):  # only the innermost step that was running when time ran out
+            if not getattr(e, "recorded", False):  # the innermost step that was running when time ran out
                 e.recorded = True
-                key = key if key is not None else key_of(*args)
-                if key is not None:
-                    remember_overruns([(key, budget)])
-                    _NEW_OVERRAN.append((key, budget))
+                cpu = time.thread_time() - cpu0
+                if cpu >= _MIN_SHARE * _DEADLINE[1]:  # it, not what ran before it, used up the limit
+                    key = key if key is not None else _key(kind, key_of, args)
+                    if key is not None:
+                        remember_overruns([(key, cpu)])
+                        _NEW_OVERRAN.append((key, cpu))
             raise
     guarded._openrs = True
     return guarded
+
+
+def _key(kind: str, key_of, args) -> bytes | None:
+    try:
+        text = key_of(*args)
+    except Exception:  # noqa: BLE001 - an argument we cannot key is just not remembered
+        return None
+    return None if text is None or len(text) > _KEY_CAP else _digest(kind, text)
 
 
 def _small(*ints) -> bool:
@@ -126,36 +155,42 @@ def _small(*ints) -> bool:
 
 
 def _latex_key(latex) -> str | None:
-    return f"latex:{latex}" if isinstance(latex, str) and len(latex) <= _KEY_CAP else None
+    return latex if isinstance(latex, str) else None
 
 
 def _doit_key(expr) -> str | None:
-    from sympy import srepr
-    try:
-        text = srepr(expr)
-    except Exception:  # noqa: BLE001 - an unprintable expression is just not remembered
-        return None
-    return f"doit:{type(expr).__name__}:{text}" if len(text) <= _KEY_CAP else None
+    from sympy import preorder_traversal, srepr
+    for n, _ in enumerate(preorder_traversal(expr)):
+        if n > _EXPR_CAP:
+            return None
+    return f"{type(expr).__name__}:{srepr(expr)}"
 
 
 def _ipow_key(base, expt) -> str | None:  # sympy Integer ** Rational (exact big-integer powers)
     from sympy import Integer, Rational
     if isinstance(base, Integer) and isinstance(expt, Rational) and _small(int(base.p), int(expt.p), int(expt.q)):
-        return f"ipow:{int(base.p)}:{int(expt.p)}/{int(expt.q)}"
+        return f"{int(base.p)}:{int(expt.p)}/{int(expt.q)}"
     return None
 
 
-def _mpfpow_key(s, n, prec, rnd="n") -> str | None:  # mpmath float ** integer at a precision (evalf)
-    if isinstance(s, tuple) and len(s) == 4 and _small(int(s[1]), int(n), int(prec)):
-        return f"mpfpow:{int(s[0])}:{int(s[1])}:{int(s[2])}:{int(n)}:{int(prec)}:{rnd}"
+def _mpfpow_key(s, n, prec, rnd=None) -> str | None:  # mpmath float ** integer at a precision (evalf)
+    from mpmath.libmp import libmpf
+    if isinstance(s, tuple) and len(s) == 4 and _small(int(s[1]), int(s[2]), int(n), int(prec)):
+        return f"{int(s[0])}:{int(s[1])}:{int(s[2])}:{int(n)}:{int(prec)}:{libmpf.round_fast if rnd is None else rnd}"
     return None
+
+
+_KINDS = {b"l": "latex", b"d": "doit", b"i": "ipow", b"m": "mpfpow"}
 
 
 def _rebind(old, new) -> None:
     """Point every loaded module's global that is `old` at `new` (modules import these by name)."""
     import sys
     for mod in list(sys.modules.values()):
-        d = getattr(mod, "__dict__", None)
+        try:
+            d = object.__getattribute__(mod, "__dict__")  # no module __getattr__: nothing lazy gets imported
+        except Exception:  # noqa: BLE001 - not a plain module
+            continue
         if isinstance(d, dict):
             for name, value in list(d.items()):
                 if value is old:
@@ -291,6 +326,7 @@ def main(rfd: int, wfd: int) -> None:
         _grade_one(r"so \boxed{x^2+1}", "$(x+1)^2$", cfg)
     _GOLD_CACHE.clear()
     _VERIFY_CACHE.clear()
+    forget_overruns()  # a warm-up slowed by a busy machine must not leave records
     send(wfd, "ready")
     while True:
         head = _read_exact(rfd, 4)
@@ -305,5 +341,6 @@ def main(rfd: int, wfd: int) -> None:
             res = _shown(_parsed_gold(gold, cfg)[0]) if op == "gold" else _grade_one(completion, gold, cfg)
         except (_Deadline, Exception):  # noqa: BLE001 - a late alarm or a bug: never kill the loop
             res = None if op == "gold" else GradeResult(Verdict.ANSWER_UNPARSEABLE, None, None)
-        send(wfd, (res, _NEW_OVERRAN[:]))
+        send(wfd, (res, _NEW_OVERRAN[:], _SKIPS[0]))
         _NEW_OVERRAN.clear()
+        _SKIPS[0] = 0

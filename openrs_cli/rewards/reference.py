@@ -99,7 +99,8 @@ def _wrong_form(ans: str, rng: random.Random) -> str:
 
 
 def _distinct_pathological(name: str, rng: random.Random) -> str:
-    """A variant of PATHOLOGICAL[name] that no other completion repeats (so no step is ever met twice)."""
+    """A variant of PATHOLOGICAL[name] that other completions practically never repeat (the tower's stuck step,
+    10 ** (10 ** k), repeats only for the same k out of ~10,000)."""
     if name == "tower":
         return f"Thus the value is $\\boxed{{{rng.randint(2, 99)}^{{10^{{10^{{{rng.randint(10, 10**4)}}}}}}}}}$."
     if name == "nested":

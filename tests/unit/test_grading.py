@@ -174,55 +174,93 @@ def test_batch_with_slow_items_stays_bounded():
     assert [r.correct for r in again] == [i == 7 for i in range(20)]
 
 
-# --- overrun memo: a step that ran out of time is not run again for the same input ---------------------------
+# --- overrun memo: a step that burned the time limit is not run again for the same arguments ----------------
 
-def _memo_keys() -> set[str]:
-    return {k.split(":", 1)[0] for k, _ in grading._pool().overran}
+def _memo_kinds() -> set[str]:
+    from openrs_cli.grading.worker import _KINDS
+    return {_KINDS[k[:1]] for k, _ in grading._pool().overran}
 
 
 def test_overrun_memo_skips_repeats_across_golds_and_workers():
+    pool = grading._pool()
     tower = r"so \boxed{10^{10^{10^{12}}}}"  # an input no other test uses
     # integer gold: doit() -> exact integer power; symbolic gold: evalf() -> mpmath power at huge precision
     first = grade_many([(tower, "$5$"), (tower, "$x+1$")], FAST, workers=1)
     assert [r.verdict for r in first] == [Verdict.TIMEOUT] * 2
-    assert {"ipow", "mpfpow"} <= _memo_keys()
+    assert {"ipow", "mpfpow"} <= _memo_kinds()
     golds = ["7", r"\frac{1}{3}", "x+2", r"\sqrt{2}", "9", "11", r"\pi", "y-3", "13", "0.5", "2x", "17"]
-    t = time.monotonic()
+    skips = pool.skips
     res = grade_many([(f"Thinking {i}...\n{tower}", f"${g}$") for i, g in enumerate(golds)], FAST, workers=1)
-    # without the memo: 12 overruns of 1 s each on at most 3 workers (1 + 2 spares) = 4 s or more
-    assert [r.verdict for r in res] == [Verdict.TIMEOUT] * len(golds) and time.monotonic() - t < 2.5
-    for w in grading._pool().idle:  # fresh workers learn the records from the pool with their first item
+    assert [r.verdict for r in res] == [Verdict.TIMEOUT] * len(golds)
+    assert pool.skips - skips >= len(golds) // 2  # all of them on a quiet machine
+    for w in pool.idle:  # fresh workers learn the records from the pool with their first item
         os.kill(w.proc.pid, signal.SIGKILL)
         w.proc.wait()
     assert grade(r"\boxed{1}", "$1$", FAST).correct  # a fresh worker, started now
-    t = time.monotonic()
-    assert grade(tower, "$19$", FAST).verdict is Verdict.TIMEOUT and time.monotonic() - t < 0.9
+    skips = pool.skips
+    assert grade(tower, "$19$", FAST).verdict is Verdict.TIMEOUT and pool.skips > skips
 
 
-def test_overrun_memo_needs_the_same_input_and_no_more_budget():
+def test_overrun_memo_needs_the_same_arguments_and_no_more_budget():
+    pool = grading._pool()
     nested = r"\boxed{" + "{" * 3000 + "2" + "}" * 3000 + "}"
     assert grade(nested, "$2$", FAST).verdict is Verdict.TIMEOUT
-    t = time.monotonic()  # the same input with a larger budget is computed again (and still overruns)
-    assert grade(nested, "$2$", replace(FAST, timeout_s=2.0)).verdict is Verdict.TIMEOUT
-    assert time.monotonic() - t > 1.8
-    t = time.monotonic()  # a different input is computed
-    assert grade(nested.replace("2", "3"), "$3$", FAST).verdict is Verdict.TIMEOUT
-    assert time.monotonic() - t > 0.9
-    t = time.monotonic()  # the same input with no more budget is not
-    assert grade("other text " + nested, "$2$", replace(FAST, timeout_s=1.5)).verdict is Verdict.TIMEOUT
-    assert time.monotonic() - t < 0.9
-    before = len(grading._pool().overran)  # steps that finish are never recorded
+    skips = pool.skips  # the same input with twice the budget is computed again (and still overruns)
+    assert grade(nested, "$2$", replace(FAST, timeout_s=2.0)).verdict is Verdict.TIMEOUT and pool.skips == skips
+    assert grade(nested.replace("2", "3"), "$3$", FAST).verdict is Verdict.TIMEOUT and pool.skips == skips
+    # the same conversion inside another completion, with a smaller budget: stopped at once
+    assert grade("other text " + nested, "$2$", replace(FAST, timeout_s=1.2)).verdict is Verdict.TIMEOUT
+    assert pool.skips == skips + 1
+    records = len(pool.overran)  # steps that finish are never recorded
     assert grade_many([(r"so \boxed{2^{100}}", "$2^{100}$"), (r"\boxed{\frac{1}{2}}", "$0.5$")], FAST)[1].correct
-    assert len(grading._pool().overran) == before
+    assert len(pool.overran) == records
+
+
+def test_overrun_memo_records_only_a_step_that_burned_the_cpu():
+    from openrs_cli.grading import worker
+
+    def on_alarm(signum, frame):
+        raise worker._Deadline
+
+    def busy(_):
+        while True:
+            pass
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        worker.forget_overruns()
+        sleepy = worker._guard("latex", lambda _: time.sleep(5), worker._latex_key)
+        spin = worker._guard("latex", busy, worker._latex_key)
+        with pytest.raises(worker._Deadline):
+            worker._limited(lambda: sleepy("a"), 0.3)
+        assert not worker._OVERRAN  # it waited: a busy machine must not make a step look expensive
+        with pytest.raises(worker._Deadline):
+            worker._limited(lambda: spin("b"), 0.3)
+        assert len(worker._OVERRAN) == 1 and 0.15 < next(iter(worker._OVERRAN.values())) <= 0.35
+        skips = worker._SKIPS[0]
+        with pytest.raises(worker._Deadline):
+            worker._limited(lambda: spin("b"), 0.3)  # the same arguments, the same budget: at once
+        assert worker._SKIPS[0] == skips + 1
+        with pytest.raises(worker._Deadline):
+            worker._limited(lambda: spin("c"), 0.3)  # other arguments: run
+        with pytest.raises(worker._Deadline):
+            worker._limited(lambda: spin("b"), 0.6)  # twice the budget: run again
+        assert worker._SKIPS[0] == skips + 1
+    finally:
+        signal.signal(signal.SIGALRM, old)
+        worker.forget_overruns()
 
 
 def test_overrun_memo_gives_the_straightforward_verdicts(monkeypatch):
     from openrs_cli.rewards import reference
     monkeypatch.setattr(reference, "_TIMEOUT", 1)  # the straightforward scorer at the same 1 s limit
+    pool = grading._pool()
     tower, nested = r"so \boxed{10^{10^{10^{13}}}}", r"\boxed{" + "{" * 4000 + "4" + "}" * 4000 + "}"
+    grade_many([(tower, "$4$"), (tower, "$y$"), (nested, "$4$")], FAST, workers=1)  # records to replay below
     pairs = [(tower, "$4$"), (nested, "$4$"), (r"\boxed{4}", "$4$"), (tower, r"$\frac{4}{3}$"),
              (nested, "$x$"), (r"\boxed{0.25}", r"$\frac{1}{4}$"), (tower, "$y^2$"), (nested, "$5$"),
              (r"\boxed{10^{10}}", "$10000000000$"), ("\\boxed{10^{10^{10^{13}}}}", "$10^{10^{10^{13}}}$")]
     want = [reference.reference_correct(c, g, "all") for c, g in pairs]
+    skips = pool.skips
     got = grade_many(pairs, FAST)
     assert [r.correct for r in got] == want == [False, False, True, False, False, True, False, False, True, True]
+    assert pool.skips - skips >= 3  # verdicts of replayed steps, not only of recomputed ones
