@@ -235,11 +235,10 @@ class _Pool:
                             w.ready = True
                             continue
                         m, news, skips = m
-                        self.skips += skips
-                        if news:
-                            with self.lock:
-                                if len(self.overran) < _MAX_OVERRAN:
-                                    self.overran += news
+                        with self.lock:
+                            self.skips += skips
+                            if news and len(self.overran) < _MAX_OVERRAN:
+                                self.overran += news
                         i = w.queue.popleft()
                         w.since = now
                         if i < 0:  # left over from an earlier call

@@ -12,10 +12,10 @@ given precision (`mpf_pow_int`, the same tower under `evalf()`). When the time l
 it alone burned at least half the limit in CPU time, the worker records a digest of its arguments and the CPU
 seconds it burned: the step needs more than that. The same arguments met again with a budget no larger than
 that (plus `_MARGIN`, 5 %, inside the run-to-run noise of the straightforward scorer's own timeouts) are
-stopped at once, as the straightforward scorer would be after spending the whole budget on them again. A step
+stopped at once, as this worker would be after spending the whole budget on them again. A step
 slowed down by a busy machine records only the CPU it got, so it is not skipped for a full budget until some
 attempt burned that much. The pool passes every worker's records on to the others. Nothing else is skipped:
-a step that finished once always runs again, and warm-up records are dropped.
+a record is dropped in a worker where its step finishes, and warm-up records are dropped.
 Caveat, shared with the straightforward scorer: a step whose cost depends on what ran before in the process
 (ANTLR and sympy caches) can be cheaper on a retry; for the inputs above every retry still timed out.
 """
@@ -127,7 +127,10 @@ def _guard(kind: str, fn, key_of):
                 raise replay
         cpu0 = time.thread_time()
         try:
-            return fn(*args)
+            out = fn(*args)
+            if key is not None:  # it finished after all (warmer caches): forget it here
+                _OVERRAN.pop(key, None)
+            return out
         except _Deadline as e:
             if not getattr(e, "recorded", False):  # the innermost step that was running when time ran out
                 e.recorded = True
@@ -205,8 +208,12 @@ def install_guards() -> None:
     from sympy.core.numbers import Integer
     if getattr(parser.parse_latex_cached, "_openrs", False):
         return
-    for old, kind, key_of in ((parser.parse_latex_cached, "latex", _latex_key),
-                              (grader.safe_sympy_doit, "doit", _doit_key),
+    from functools import lru_cache
+    cached = parser.parse_latex_cached  # guard the conversion inside math-verify's own small cache, so that
+    latex = lru_cache(maxsize=20)(_guard("latex", getattr(cached, "__wrapped__", cached), _latex_key))
+    latex._openrs = True  # a cached result is still answered at once
+    _rebind(cached, latex)
+    for old, kind, key_of in ((grader.safe_sympy_doit, "doit", _doit_key),
                               (libmpf.mpf_pow_int, "mpfpow", _mpfpow_key)):
         _rebind(old, _guard(kind, old, key_of))
     Integer._eval_power = _guard("ipow", Integer._eval_power, _ipow_key)

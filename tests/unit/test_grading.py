@@ -264,3 +264,27 @@ def test_overrun_memo_gives_the_straightforward_verdicts(monkeypatch):
     got = grade_many(pairs, FAST)
     assert [r.correct for r in got] == want == [False, False, True, False, False, True, False, False, True, True]
     assert pool.skips - skips >= 3  # verdicts of replayed steps, not only of recomputed ones
+
+
+def test_overrun_memo_leaves_cached_and_finishing_steps_alone():
+    code = r'''
+import signal
+from openrs_cli.grading import worker as W
+from openrs_cli.grading.config import PAPER_REWARD
+import math_verify
+W.install_guards()
+def on_alarm(signum, frame):
+    raise W._Deadline
+signal.signal(signal.SIGALRM, on_alarm)
+latex_key = W._key("latex", W._latex_key, ("\\frac{3}{7}",))
+assert W._grade_one(r"so \boxed{\frac{3}{7}}", "$\\frac{3}{7}$", PAPER_REWARD).correct
+W.remember_overruns([(latex_key, 100.0)])  # as if another worker had overrun on it
+assert W._grade_one(r"then \boxed{\frac{3}{7}}", "$\\frac{6}{14}$", PAPER_REWARD).correct  # cached: answered
+doit_key = W._key("doit", W._doit_key, (math_verify.parse("$\\frac{5}{9}$")[0],))
+W.remember_overruns([(doit_key, 1.0)])  # recorded at a smaller budget than this call has: it runs, finishes
+assert W._grade_one(r"so \boxed{\frac{5}{9}}", "$0.5555555555$", PAPER_REWARD).verdict.value in ("wrong", "correct")
+print(W._SKIPS[0], latex_key in W._OVERRAN, doit_key in W._OVERRAN)
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0", "True", "False"]  # nothing skipped; the finished step's record dropped
