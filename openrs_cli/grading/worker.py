@@ -115,12 +115,11 @@ def _guard(kind: str, fn, key_of):
     def guarded(*args, **kwargs):
         if not _DEADLINE[0] or kwargs:  # outside a limited call nothing can overrun; keywords: not keyed
             return fn(*args, **kwargs)
-        budget = _DEADLINE[0] - time.monotonic()
         key = None
         if _HAS[kind]:  # keys cost a little: only once this kind has overrun somewhere
             key = _key(kind, key_of, args)
             seen = _OVERRAN.get(key) if key is not None else None
-            if seen is not None and budget <= seen * _MARGIN:
+            if seen is not None and _DEADLINE[0] - time.monotonic() <= seen * _MARGIN:
                 _SKIPS[0] += 1
                 replay = _Deadline()  # it burned more CPU than this budget before: it would again
                 replay.recorded = True
