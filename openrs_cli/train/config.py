@@ -86,7 +86,7 @@ FIELD_MAP: dict[str, str] = {
     "optim.loss_type": "grpo:loss_type",
     "optim.scale_rewards": "grpo:scale_rewards",
     "optim.max_steps": "grpo:max_steps",
-    "optim.gradient_checkpointing": "grpo:activation_checkpointing",
+    "optim.gradient_checkpointing": "grpo:activation_checkpointing (gradient_checkpointing before transformers 5.23)",
     "optim.bf16": "grpo:bf16",
     "optim.seed": "grpo:seed",
     "rewards.variant": "rewards:build_reward_funcs",
@@ -141,10 +141,27 @@ def check_not_ignored(recipe: Recipe, overrides: list[str] | None = None, writte
                           "set output.push_to_hub=true or remove output.hub_model_id")
 
 
+def checkpointing_field(transformers_version: str | None = None) -> str:
+    """TrainingArguments' name for activation checkpointing in the installed transformers (package metadata only):
+    `activation_checkpointing` from 5.23 on, `gradient_checkpointing` before (5.17 is what vLLM 0.31 allows; the
+    old name stays a deprecated alias until v6)."""
+    from importlib import metadata
+
+    from packaging.version import Version
+
+    if transformers_version is None:
+        try:
+            transformers_version = metadata.version("transformers")
+        except metadata.PackageNotFoundError:
+            return "activation_checkpointing"
+    return "activation_checkpointing" if Version(transformers_version).release >= (5, 23) else "gradient_checkpointing"
+
+
 def grpo_kwargs(recipe: Recipe, run_dir: str | Path, *, vllm_host: str | None = None,
                 vllm_port: int = 8000) -> dict:
     """The exact keyword arguments openrs passes to `trl.GRPOConfig` for this recipe (pure; no TRL import)."""
     m, g, o, out = recipe.model, recipe.generation, recipe.optim, recipe.output
+    ckpt = checkpointing_field()
     init_kwargs: dict = {"dtype": m.dtype, "revision": m.revision}
     if m.attn_implementation:
         init_kwargs["attn_implementation"] = m.attn_implementation
@@ -170,8 +187,8 @@ def grpo_kwargs(recipe: Recipe, run_dir: str | Path, *, vllm_host: str | None = 
         "loss_type": o.loss_type,
         "scale_rewards": o.scale_rewards,
         "max_steps": o.max_steps,
-        "activation_checkpointing": o.gradient_checkpointing,
-        "activation_checkpointing_kwargs": {"use_reentrant": False} if o.gradient_checkpointing else None,
+        ckpt: o.gradient_checkpointing,
+        f"{ckpt}_kwargs": {"use_reentrant": False} if o.gradient_checkpointing else None,
         "bf16": o.bf16,
         "fp16": False,
         "seed": o.seed,

@@ -10,7 +10,7 @@ from openrs_cli.errors import OpenrsError, RecipeError, RunDirError
 from openrs_cli.recipes import load_recipe
 from openrs_cli.recipes.schema import Recipe
 from openrs_cli.train import rundir
-from openrs_cli.train.config import FIELD_MAP, PAPER_PINS, check_not_ignored, grpo_kwargs
+from openrs_cli.train.config import FIELD_MAP, PAPER_PINS, check_not_ignored, checkpointing_field, grpo_kwargs
 from openrs_cli.train.launch import Command, MultiNode, place, plan_launch, run_plan
 
 
@@ -46,7 +46,7 @@ def test_tiny_grpoconfig_constructs_with_exact_values(tmp_path):
 
     cfg = build_grpo_config(grpo_kwargs(load_recipe("tiny"), tmp_path))
     assert cfg.use_cpu and cfg.beta == 0.04 and cfg.loss_type == "bnpo" and cfg.num_generations == 4
-    assert cfg.activation_checkpointing is False and cfg.max_completion_length == 32
+    assert cfg.gradient_checkpointing is False and cfg.max_completion_length == 32
     assert cfg.vllm_importance_sampling_correction is False and cfg.save_only_model is False
     assert cfg.use_bias_correction_kl is False
 
@@ -58,7 +58,7 @@ def test_exp3_maps_to_the_papers_semantics():
               "warmup_steps": 0.1, "per_device_train_batch_size": 6, "gradient_accumulation_steps": 4,
               "num_generations": 6, "max_completion_length": 3584, "temperature": 0.7, "top_p": 1.0,
               "reward_weights": [1.0, 2.0], "max_steps": 500, "save_steps": 50, "bf16": True,
-              "activation_checkpointing": True, "use_vllm": True, "vllm_mode": "server",
+              checkpointing_field(): True, "use_vllm": True, "vllm_mode": "server",
               "vllm_gpu_memory_utilization": 0.7, "vllm_max_model_length": 4608, "seed": 42, "epsilon": 0.2}
     assert {k: kw[k] for k in expect} == expect
     assert kw["model_init_kwargs"] == {"dtype": "bfloat16", "revision": "main",
@@ -299,3 +299,17 @@ def test_overwrite_never_deletes_a_directory_openrs_did_not_make(tmp_path):
     (run / "metrics.jsonl").write_text("{}\n")
     rundir.prepare_new(run, load_recipe("tiny"), overwrite=True)  # an openrs run is replaced
     assert not (run / "metrics.jsonl").exists() and rundir.is_run_dir(run)
+
+
+def test_checkpointing_field_follows_the_installed_transformers():
+    """vLLM 0.31 caps transformers < 5.18, whose TrainingArguments has no `activation_checkpointing` (added in
+    5.23): passing it refused every recipe. The name follows the installed version, and the real GRPOConfig of the
+    installed set takes every shipped recipe's kwargs."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    assert checkpointing_field("5.17.0") == "gradient_checkpointing"
+    assert checkpointing_field("5.23.0") == checkpointing_field("5.24.1") == "activation_checkpointing"
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert checkpointing_field() in fields and f"{checkpointing_field()}_kwargs" in fields
