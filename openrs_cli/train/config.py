@@ -141,6 +141,38 @@ def check_not_ignored(recipe: Recipe, overrides: list[str] | None = None, writte
                           "set output.push_to_hub=true or remove output.hub_model_id")
 
 
+def check_recipe(recipe: Recipe, ref: str | None = None, overrides: list[str] | None = None) -> None:
+    """Every check `openrs train` makes of a recipe before it plans; `openrs recipes validate` runs this same
+    function. The model reference, values TRL would ignore (`ref` and `overrides` are how the recipe was loaded:
+    see check_not_ignored), the accelerate config, and each GRPOConfig key against the installed TRL."""
+    from openrs_cli.errors import OpenrsError
+    from openrs_cli.recipes import accelerate_config_path, load_recipe
+    from openrs_cli.tiny import check_model_ref
+
+    check_model_ref(recipe.model.id)
+    written = None
+    if overrides and ref:
+        try:
+            written = load_recipe(ref)
+        except OpenrsError:  # the YAML alone is incomplete (the overrides complete it): judge the result
+            written = None
+    check_not_ignored(recipe, overrides, written)
+    accelerate_config_path(recipe.launch.accelerate_config)
+    check_against_trl(grpo_kwargs(recipe, recipe.output.output_dir or f"runs/{recipe.name}"))
+
+
+def flash_attn_missing(recipe: Recipe) -> str | None:
+    """Why this machine cannot load the recipe's model, when it asks for flash_attention_2 and the flash-attn
+    package is absent (transformers would fail mid-launch, after the run directory and vLLM started); else None."""
+    import importlib.util
+
+    if recipe.model.attn_implementation != "flash_attention_2" or importlib.util.find_spec("flash_attn"):
+        return None
+    return (f"recipe '{recipe.name}' sets model.attn_implementation=flash_attention_2 but the flash-attn package is "
+            f"not installed here; add model.attn_implementation=sdpa (PyTorch's fused attention) or install "
+            f"flash-attn (README)")
+
+
 def checkpointing_field(transformers_version: str | None = None) -> str:
     """TrainingArguments' name for activation checkpointing in the installed transformers (package metadata only):
     `activation_checkpointing` from 5.23 on, `gradient_checkpointing` before (5.17 is what vLLM 0.31 allows; the
@@ -216,20 +248,57 @@ def grpo_kwargs(recipe: Recipe, run_dir: str | Path, *, vllm_host: str | None = 
     return kw
 
 
-def check_against_trl(kwargs: dict) -> None:
-    """Refuse any key that is not a `GRPOConfig` field of the installed TRL (TRL's own parser drops them)."""
-    import dataclasses
+# The keys openrs passes that are transformers `TrainingArguments` fields (GRPOConfig inherits them), so that a key
+# the installed GRPOConfig lacks is blamed on the package that defines it. A unit test keeps this in step with
+# grpo_kwargs().
+TRAINING_ARGUMENTS_KEYS = frozenset({
+    "output_dir", "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "bf16", "fp16", "seed", "use_cpu",
+    "gradient_checkpointing", "gradient_checkpointing_kwargs", "activation_checkpointing",
+    "activation_checkpointing_kwargs", "save_steps", "save_total_limit", "save_strategy", "save_only_model",
+    "logging_steps", "logging_strategy", "report_to", "push_to_hub", "hub_model_id", "hub_strategy", "disable_tqdm",
+    "remove_unused_columns", "dataloader_num_workers",
+})
 
-    import trl
+
+def check_against_trl(kwargs: dict) -> None:
+    """Refuse any key that is not a `GRPOConfig` field of the installed TRL (TRL's own parser drops them), naming
+    the package that lacks it (TRL, or transformers for a `TrainingArguments` field) and the tested version."""
+    import dataclasses
+    from importlib import metadata
+
     from trl import GRPOConfig
+
+    from openrs_cli.doctor import tested_versions
 
     valid = {f.name for f in dataclasses.fields(GRPOConfig)}
     unknown = sorted(k for k in kwargs if k not in valid)
-    if unknown:
-        raise RecipeError(
-            f"trl {trl.__version__} GRPOConfig has no field '{unknown[0]}' (openrs maps a recipe value to it); "
-            f"install the tested TRL (pip install 'trl==1.16.0')"
-        )
+    if not unknown:
+        return
+    key = unknown[0]
+    pkg, cls = ("transformers", "TrainingArguments") if key in TRAINING_ARGUMENTS_KEYS else ("trl", "GRPOConfig")
+    have, want = metadata.version(pkg), tested_versions().get(pkg)
+    if want and have.split("+")[0] != want.split("+")[0]:
+        fix = f"install the tested {pkg} (pip install '{pkg}=={want}')"
+    else:  # the tested version itself lacks it: openrs maps to a field that does not exist
+        fix = f"{pkg} {have} is the tested version, so this is an openrs bug: please report it"
+    raise RecipeError(f"{pkg} {have} {cls} has no field '{key}' (openrs maps a recipe value to it; tested with "
+                      f"{pkg} {want or 'unknown'}); {fix}")
+
+
+def planned_grpo(run_dir: str | Path) -> dict:
+    """The GRPOConfig keyword arguments `openrs train` planned (and `--dry-run` printed) for this run, from
+    <run_dir>/launch.json: the worker builds its config from them instead of mapping the recipe again."""
+    import json
+
+    from openrs_cli.errors import RunDirError
+
+    path = Path(run_dir) / "launch.json"
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))["grpo"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunDirError(f"{path} holds no launch plan ({type(e).__name__}: {e}); start runs with `openrs train`, "
+                          f"which writes it") from None
 
 
 def build_grpo_config(kwargs: dict):

@@ -110,16 +110,22 @@ def load_tokenizer(recipe):
 
 def build_trainer(recipe, run_dir: Path, *, vllm_host=None, vllm_port=8000, rewards_factory=None, monitor=None,
                   extra_callbacks=()):
-    """Everything up to (not including) `trainer.train()`: returns (trainer, info dict)."""
+    """Everything up to (not including) `trainer.train()`: returns (trainer, info dict).
+
+    The GRPOConfig is the plan `openrs train` wrote to <run_dir>/launch.json (what --dry-run printed), reward
+    weights included; only a run directory without one (a library caller such as benchmarks/train_overhead.py)
+    maps the recipe here, with `vllm_host`/`vllm_port`."""
     from openrs_cli.tiny import resolve_model
     from openrs_cli.train.callbacks import StepClock, make_metrics_callback
-    from openrs_cli.train.config import build_grpo_config, grpo_kwargs
+    from openrs_cli.train.config import build_grpo_config, grpo_kwargs, planned_grpo
     from openrs_cli.train.data import build_train_dataset
 
-    kwargs = grpo_kwargs(recipe, run_dir, vllm_host=vllm_host, vllm_port=vllm_port)
+    if (Path(run_dir) / "launch.json").is_file():
+        kwargs = planned_grpo(run_dir)
+    else:
+        kwargs = grpo_kwargs(recipe, run_dir, vllm_host=vllm_host, vllm_port=vllm_port)
     tokenizer = load_tokenizer(recipe)
-    funcs, weights = _load_rewards(recipe, tokenizer, rewards_factory)
-    kwargs["reward_weights"] = [float(w) for w in weights]
+    funcs, _ = _load_rewards(recipe, tokenizer, rewards_factory)
     args = build_grpo_config(kwargs)
     dataset, shortened = build_train_dataset(recipe, tokenizer)
     clock = StepClock()

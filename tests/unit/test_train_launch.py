@@ -98,7 +98,7 @@ def test_plan_commands_exact(tmp_path):
     plan = plan_launch(load_recipe("exp3"), tmp_path / "run", gpus=4)
     vllm, train = plan.command("vllm"), plan.command("train")
     assert plan.commands[0].role == "vllm"  # the server starts before the ranks
-    assert vllm.env == {"CUDA_VISIBLE_DEVICES": "3"}
+    assert vllm.env == {"CUDA_VISIBLE_DEVICES": "3", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # docs/cost.md
     assert vllm.argv[1:] == ("vllm-serve", "--model", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "--revision", "main",
                              "--tensor_parallel_size", "1", "--port", "8000", "--gpu_memory_utilization", "0.7",
                              "--dtype", "bfloat16", "--enable_prefix_caching", "true", "--max_model_len", "4608")
@@ -107,7 +107,7 @@ def test_plan_commands_exact(tmp_path):
     assert a[a.index("--num_processes") + 1] == "3"
     assert a[a.index("-m") + 1] == "openrs_cli.train.worker"
     assert a[a.index("--recipe") + 1] == str(tmp_path / "run" / "recipe.yaml")
-    assert train.env == {"CUDA_VISIBLE_DEVICES": "0,1,2"}
+    assert train.env == {"CUDA_VISIBLE_DEVICES": "0,1,2", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     assert plan.grpo["vllm_server_host"] == "127.0.0.1" and plan.grpo["vllm_mode"] == "server"
 
 
@@ -313,3 +313,41 @@ def test_checkpointing_field_follows_the_installed_transformers():
     assert checkpointing_field("5.23.0") == checkpointing_field("5.24.1") == "activation_checkpointing"
     fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     assert checkpointing_field() in fields and f"{checkpointing_field()}_kwargs" in fields
+
+
+class _Done:
+    returncode = 0
+
+    def poll(self):
+        return 0
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def _done_runner(cmd, log):
+    return _Done()
+
+
+def test_worker_builds_the_planned_grpoconfig(tmp_path):
+    """What --dry-run printed is what runs: the worker's GRPOConfig is the plan in launch.json, field by field, not
+    the recipe mapped again (a value that only the plan holds reaches the trainer)."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    from openrs_cli.train.api import train
+    from openrs_cli.train.worker import build_trainer
+
+    rd = tmp_path / "run"
+    train("tiny", run_dir=rd, cost=False, runner=_done_runner)
+    launch = json.loads((rd / "launch.json").read_text())
+    launch["grpo"]["logging_steps"] = 3  # the recipe says 1: only the plan can supply 3
+    launch["grpo"]["reward_weights"] = [1.0, 0.5, 2.0]
+    (rd / "launch.json").write_text(json.dumps(launch))
+    trainer, _ = build_trainer(load_recipe(str(rd / "recipe.yaml")), rd)
+    expect = GRPOConfig(**launch["grpo"])
+    differ = [f.name for f in dataclasses.fields(GRPOConfig)
+              if getattr(trainer.args, f.name) != getattr(expect, f.name)]
+    assert differ == []
+    assert trainer.args.logging_steps == 3 and trainer.args.reward_weights == [1.0, 0.5, 2.0]
