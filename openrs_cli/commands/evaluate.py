@@ -43,7 +43,11 @@ def main(
     revision: str = typer.Option(None, "--revision", help="Model revision (hub models)."),
     label: str = typer.Option(None, "--label", help="Name shown in reports."),
     engine: str = typer.Option("openrs", "--engine", help="openrs, or lighteval (optional extra, own env)."),
-    data_parallel: int = typer.Option(None, "--data-parallel", help="vLLM engines (one per GPU; default all)."),
+    data_parallel: int = typer.Option(None, "--data-parallel", help="vLLM engines (one per GPU; default all; "
+                                      "on a CPU machine they share the cores; default 1)."),
+    max_model_len: int = typer.Option(None, "--max-model-len", help="Context length (prompt + completion); "
+                                      "default: the smaller of the model's context and the longest prompt + "
+                                      "--max-new-tokens. Completions are capped to it."),
     no_cost: bool = typer.Option(False, "--no-cost", help="Do not record a cost ledger."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json to stdout."),
 ) -> None:
@@ -60,7 +64,8 @@ def main(
     cfg = EvalConfig(model=model, tasks=tasks, revision=revision, label=label, samples=samples, limit=limit,
                      max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
                      backend=backend, batch_size=batch_size, data=data, out_dir=str(out) if out else None,
-                     cost=not no_cost, engine=engine, data_parallel=data_parallel)
+                     cost=not no_cost, engine=engine, data_parallel=data_parallel,
+                     max_model_len=max_model_len)
     with _progress("generating") as update:
         res = run_eval(cfg, on_progress=update)
     if as_json:

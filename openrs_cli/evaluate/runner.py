@@ -22,6 +22,7 @@ from openrs_cli.evaluate.generation import (
     default_batch_size,
     make_backend,
     pick_backend,
+    place,
     unit_seed,
 )
 from openrs_cli.evaluate.scoring import grade_pairs, task_results
@@ -51,6 +52,7 @@ class EvalConfig:
     cost: bool = True
     engine: str = "openrs"
     data_parallel: int | None = None
+    max_model_len: int | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -66,8 +68,9 @@ def _versions() -> dict:
     return out
 
 
-def _open_cost(out_dir: Path, enabled: bool):
-    """The contract-3 monitor when the cost package exists and --no-cost is not given; never fails the eval."""
+def _open_cost(out_dir: Path, enabled: bool, gpu_indices: list[int] | None = None):
+    """The contract-3 monitor when the cost package exists and --no-cost is not given; never fails the eval.
+    It bills the GPUs the backend uses (gpu_indices), not every visible one."""
     if not enabled:
         return None
     try:
@@ -75,7 +78,7 @@ def _open_cost(out_dir: Path, enabled: bool):
     except ImportError:
         return None
     try:
-        return open_monitor(out_dir, kind="eval")
+        return open_monitor(out_dir, kind="eval", gpu_indices=gpu_indices)
     except Exception:  # monitoring must never break the run it measures
         return None
 
@@ -111,7 +114,8 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
         raise OpenrsError(f"--temperature must be >= 0, 0 meaning greedy (got {cfg.temperature})")
     if not 0 < cfg.top_p <= 1:
         raise OpenrsError(f"--top-p must be in (0, 1] (got {cfg.top_p})")
-    for flag, v in (("--batch-size", cfg.batch_size), ("--data-parallel", cfg.data_parallel)):
+    for flag, v in (("--batch-size", cfg.batch_size), ("--data-parallel", cfg.data_parallel),
+                    ("--max-model-len", cfg.max_model_len)):
         if v is not None and v < 1:
             raise OpenrsError(f"{flag} must be >= 1 (got {v}); leave it out for the default")
     if cfg.engine not in ENGINES:
@@ -132,8 +136,11 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     except OSError as e:  # a file in the way, an unwritable or impossible path
         raise RunDirError(f"--out {out_dir}: cannot create the output directory ({e.strerror or e}); "
                           f"pass a writable directory path") from None
-    spec = {k: getattr(cfg, k) for k in store.RESUME_KEYS}
+    spec = {**{k: getattr(cfg, k) for k in store.RESUME_KEYS}, "max_model_len": cfg.max_model_len}
     store.check_run_spec(out_dir, spec)
+    from openrs_cli.cost.backend import pin_device_order
+
+    pin_device_order()  # before CUDA starts: its GPU indices are NVML's, so the ledger names them (docs/cost.md)
     if cfg.engine == "lighteval":
         from openrs_cli.evaluate.lighteval_engine import run_lighteval
 
@@ -147,14 +154,16 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
     t0 = time.time()
     backend_name = pick_backend(cfg.backend) if work else (existing[0].get("backend") if existing else cfg.backend)
-    monitor = _open_cost(out_dir, cfg.cost) if work else None
+    placement = place(backend_name, cfg.data_parallel) if work else None  # computed once, used by both
+    monitor = _open_cost(out_dir, cfg.cost, placement.gpu_indices) if work else None
     stats = {"done": total - len(work), "total": total, "correct": 0, "graded": 0, "new": 0}
+    context = cfg.max_model_len
     status = "error"
     try:
         if work:
             if on_progress:
                 on_progress({**stats, "samples_per_s": 0.0, "accuracy": 0.0})
-            _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress)
+            context = _generate_all(cfg, work, sampling, placement, gen_path, monitor, stats, t0, on_progress)
         status = "ok"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -178,7 +187,8 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
         "backend": backend_name,
         "engine": cfg.engine,
         "sampling": {"samples": cfg.samples, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                     "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit, "data": cfg.data},
+                     "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit, "data": cfg.data,
+                     "max_model_len": context},
         "tasks": tasks,
         "average": metrics.average(tasks),
         "versions": _versions(),
@@ -191,10 +201,14 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     return results
 
 
-def _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress) -> None:
+def _generate_all(cfg, work, sampling, placement, gen_path, monitor, stats, t0, on_progress) -> int | None:
+    """Generate, grade and append every pending unit; returns the context length the backend used."""
+    from openrs_cli.evaluate.tasks import build_messages
+
+    problems = {(td.task.name, p.id): p for td, p, _ in work}
     with _phase(monitor, "setup"):
-        be = make_backend(cfg.backend, cfg.model, cfg.revision, sampling,
-                          **({"data_parallel": cfg.data_parallel} if cfg.data_parallel else {}))
+        be = make_backend(cfg.backend, cfg.model, cfg.revision, sampling, max_model_len=cfg.max_model_len,
+                          conversations=[build_messages(p.problem) for p in problems.values()], placement=placement)
     try:
         size = cfg.batch_size or default_batch_size(be.name)
         rendered: dict[tuple[str, str], str] = {}
@@ -211,8 +225,6 @@ def _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress
                 for td, p, _ in units:
                     key = (td.task.name, p.id)
                     if key not in rendered:
-                        from openrs_cli.evaluate.tasks import build_messages
-
                         rendered[key] = be.render(build_messages(p.problem))
                     texts.append(rendered[key])
                 seeds = [unit_seed(cfg.seed, f"{td.task.name}/{p.id}/{ss[0]}") for td, p, ss in units]
@@ -231,6 +243,7 @@ def _generate_all(cfg, work, sampling, gen_path, monitor, stats, t0, on_progress
                                  "accuracy": stats["correct"] / stats["graded"] if stats["graded"] else 0.0})
     finally:
         be.close()
+    return getattr(be, "max_model_len", cfg.max_model_len)
 
 
 def _phase(monitor, name: str):

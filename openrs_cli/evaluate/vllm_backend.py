@@ -1,24 +1,44 @@
-"""vLLM backend (GPU machines only; vLLM is imported when this backend is built, never at CLI start).
+"""vLLM backend: one engine per worker process (GPU or CPU), prompts dealt round-robin, results in input order.
 
 Follows vLLM's documented offline API: `LLM(model=..., seed=..., max_model_len=..., gpu_memory_utilization=...)`
 and `LLM.generate(prompts, SamplingParams(n=k, temperature, top_p, max_tokens, seed))`, with prompts given as
 token ids (`{"prompt_token_ids": [...]}`) rendered by the model's chat template, so no second BOS is added.
-Data parallel: one engine process per visible GPU (CUDA_VISIBLE_DEVICES pinned per process), prompts dealt
-round-robin, results put back in input order. The argument builders are pure functions, tested without vLLM.
+
+The parent process never imports vLLM nor touches CUDA: each engine lives in its own worker process
+(openrs_cli.evaluate.workers) with CUDA_VISIBLE_DEVICES pinned to its GPU, or, on a CPU machine, its share
+of the cores in VLLM_CPU_OMP_THREADS_BIND, and VLLM_WORKER_MULTIPROC_METHOD=spawn (as open-r1's eval job
+sets it). Per-request seeds make the samples independent of batching and of the number of engines. The
+argument builders are pure functions, tested without vLLM.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import logging
 import os
+import queue
 from collections.abc import Sequence
 from dataclasses import replace
 
-from openrs_cli.evaluate.generation import Completion, Sampling, model_source, visible_gpus
+from openrs_cli.errors import OpenrsError
+from openrs_cli.evaluate.backend_base import (
+    Completion,
+    Placement,
+    Sampling,
+    cap_max_tokens,
+    fit_context,
+    model_context,
+    model_source,
+    place,
+    render_chat,
+)
+from openrs_cli.evaluate.workers import Worker, parent_gone
+
+log = logging.getLogger(__name__)
 
 # The paper's engine settings (lighteval vllm: max_model_length 32768, gpu_memory_utilization 0.8, bf16).
 DEFAULT_MAX_MODEL_LEN = 32768
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.8
+__all__ = ["VLLMBackend", "cap_max_tokens", "deal", "engine_env", "llm_kwargs", "sampling_kwargs"]
 
 
 def llm_kwargs(model: str, revision: str | None, seed: int, *, max_model_len: int | None = DEFAULT_MAX_MODEL_LEN,
@@ -41,6 +61,17 @@ def llm_kwargs(model: str, revision: str | None, seed: int, *, max_model_len: in
     return kw
 
 
+def engine_env(placement: Placement, i: int, environ=os.environ) -> dict:
+    """Environment of engine i's worker: its GPU, or its CPU cores when several engines share a CPU machine
+    (unless VLLM_CPU_OMP_THREADS_BIND is already set); spawn for vLLM's own processes either way."""
+    env = {"VLLM_WORKER_MULTIPROC_METHOD": "spawn"}
+    if placement.device == "cuda":
+        env["CUDA_VISIBLE_DEVICES"] = placement.engines[i]
+    elif len(placement.engines) > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in environ:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = placement.engines[i]
+    return env
+
+
 def sampling_kwargs(n: int, sampling: Sampling, seed: int) -> dict:
     """Keyword arguments for `vllm.SamplingParams`: n samples, the paper's temperature/top_p, a per-prompt seed.
 
@@ -54,14 +85,6 @@ def sampling_kwargs(n: int, sampling: Sampling, seed: int) -> dict:
         "max_tokens": sampling.max_new_tokens,
         "seed": seed,
     }
-
-
-def cap_max_tokens(max_new_tokens: int, prompt_len: int, max_model_len: int | None) -> int:
-    """Generation budget that fits the engine's context (prompt + completion <= max_model_len), as lighteval
-    did for the paper's 32768/32768 setting; at least 1."""
-    if not max_model_len:
-        return max_new_tokens
-    return max(1, min(max_new_tokens, max_model_len - prompt_len))
 
 
 def deal(n_items: int, n_workers: int) -> list[list[int]]:
@@ -83,100 +106,106 @@ def _run(llm, token_ids: Sequence[list[int]], params: Sequence[dict]) -> list[li
     return [[(o.text, len(o.token_ids), o.finish_reason or "stop") for o in req.outputs] for req in outs]
 
 
-def _reply(proc, outbox, poll_s: float = 5.0):
-    """The next message of a data-parallel worker; an error if the process died without answering."""
-    import queue
-
-    while True:
-        try:
-            return outbox.get(timeout=poll_s)
-        except queue.Empty:
-            if not proc.is_alive():
-                return ("error", f"vLLM worker process exited with code {proc.exitcode} without answering")
+def _one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
 
 
-def _worker(gpu: str, kwargs: dict, inbox, outbox) -> None:
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+def _worker(kwargs: dict, inbox, outbox, parent: int | None = None) -> None:
+    """Engine loop of one worker process (its environment from engine_env is already applied): "ready" or
+    "error", then one ("ok", results) per job until None."""
     try:
         llm = _engine(kwargs)
-    except Exception as e:  # e.g. out of GPU memory: the parent must hear it, not wait for "ready" forever
-        outbox.put(("error", f"{type(e).__name__}: {e}"))
+    except Exception as e:  # e.g. out of memory: the parent must hear it, not wait for "ready" forever
+        outbox.put(("error", _one_line(e)))
         return
     outbox.put(("ready", None))
-    while True:
-        job = inbox.get()
-        if job is None:
-            return
+    try:
+        while True:
+            try:
+                job = inbox.get(timeout=1.0)
+            except queue.Empty:
+                if parent_gone(parent):
+                    return
+                continue
+            if job is None:
+                return
+            try:
+                outbox.put(("ok", _run(llm, *job)))
+            except Exception as e:  # surfaced in the parent
+                outbox.put(("error", _one_line(e)))
+    finally:
         try:
-            outbox.put(("ok", _run(llm, *job)))
-        except Exception as e:  # surfaced in the parent
-            outbox.put(("error", f"{type(e).__name__}: {e}"))
+            llm.llm_engine.engine_core.shutdown()
+        except Exception:  # the worker's process group is killed next anyway
+            pass
 
 
 class VLLMBackend:
     name = "vllm"
 
-    def __init__(self, model: str, revision: str | None = None, sampling: Sampling | None = None,
-                 data_parallel: int | None = None, max_model_len: int | None = DEFAULT_MAX_MODEL_LEN,
-                 gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION):
+    def __init__(self, model: str, revision: str | None, sampling: Sampling, data_parallel: int | None = None, max_model_len: int | None = None,
+                 gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION, *,
+                 conversations: Sequence[list[dict]] = (), placement: Placement | None = None):
         from transformers import AutoTokenizer
 
-        seed = sampling.seed if sampling else 1234
-        self.kwargs = llm_kwargs(model, revision, seed, max_model_len=max_model_len,
-                                 gpu_memory_utilization=gpu_memory_utilization)
         src, gguf = model_source(model)
         self.tok = AutoTokenizer.from_pretrained(src, **({"gguf_file": gguf} if gguf else {}),
                                                  **({"revision": revision} if revision else {}))
-        gpus = visible_gpus()
-        self.dp = max(1, min(data_parallel or len(gpus) or 1, len(gpus) or 1))
-        self.workers = []
-        if self.dp == 1:
-            self.llm = _engine(self.kwargs)
-        else:
-            ctx = mp.get_context("spawn")
-            for g in gpus[: self.dp]:
-                inbox, outbox = ctx.Queue(), ctx.Queue()
-                p = ctx.Process(target=_worker, args=(g, self.kwargs, inbox, outbox), daemon=True)
-                p.start()
-                self.workers.append((p, inbox, outbox))
-            for p, _, outbox in self.workers:
-                status, msg = _reply(p, outbox)
+        longest = max((len(self._ids(self.render(m))) for m in conversations), default=0)
+        self.max_model_len, warning = fit_context(model_context(model, revision), max_model_len, longest,
+                                                  sampling.max_new_tokens)
+        if warning:
+            log.warning("warning: %s", warning)
+        self.kwargs = llm_kwargs(model, revision, sampling.seed, max_model_len=self.max_model_len,
+                                 gpu_memory_utilization=gpu_memory_utilization)
+        self.placement = placement or place("vllm", data_parallel)
+        self.workers: list[Worker] = []
+        try:
+            for i in range(len(self.placement.engines)):
+                self.workers.append(_start_worker(self.kwargs, engine_env(self.placement, i)))  # all start at once
+            for w in self.workers:
+                status, msg = w.reply()
                 if status != "ready":
-                    self.close()
-                    raise RuntimeError(f"vLLM engine failed to start: {msg}")
+                    raise OpenrsError(f"vLLM engine failed to start: {msg}; check --model, --max-model-len "
+                                      f"and free memory (VLLM_CPU_KVCACHE_SPACE on CPU)")
+        except BaseException:  # a failed start or Ctrl-C while starting: no engine process is left behind
+            self.close()
+            raise
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
 
     def render(self, messages: list[dict]) -> str:
-        from openrs_cli.evaluate.generation import render_chat
-
         return render_chat(self.tok, messages)
 
     def generate(self, texts: Sequence[str], ns: Sequence[int], seeds: Sequence[int],
                  sampling: Sampling) -> list[list[Completion]]:
-        ids = [self.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-        mml = self.kwargs.get("max_model_len")
-        params = [sampling_kwargs(n, replace(sampling, max_new_tokens=cap_max_tokens(sampling.max_new_tokens,
-                                                                                    len(i), mml)), s)
-                  for n, s, i in zip(ns, seeds, ids, strict=True)]
-        if not self.workers:
-            raw = _run(self.llm, ids, params)
-        else:
-            shards = deal(len(ids), len(self.workers))
-            for (_, inbox, _), idx in zip(self.workers, shards, strict=True):
-                inbox.put(([ids[i] for i in idx], [params[i] for i in idx]))
-            raw = [None] * len(ids)
-            for (p, _, outbox), idx in zip(self.workers, shards, strict=True):
-                status, res = _reply(p, outbox)
-                if status != "ok":
-                    raise RuntimeError(f"vLLM worker failed: {res}")
-                for i, r in zip(idx, res, strict=True):
-                    raw[i] = r
+        ids = [self._ids(t) for t in texts]
+        params = [sampling_kwargs(n, replace(sampling, max_new_tokens=cap_max_tokens(
+            sampling.max_new_tokens, len(i), self.max_model_len)), s) for n, s, i in zip(ns, seeds, ids, strict=True)]
+        shards = deal(len(ids), len(self.workers))
+        for w, idx in zip(self.workers, shards, strict=True):
+            if idx:
+                w.send(([ids[i] for i in idx], [params[i] for i in idx]))
+        raw = [None] * len(ids)
+        for w, idx in zip(self.workers, shards, strict=True):
+            if not idx:
+                continue
+            status, res = w.reply()
+            if status != "ok":
+                raise RuntimeError(f"vLLM worker failed: {res}")
+            for i, r in zip(idx, res, strict=True):
+                raw[i] = r
         return [[Completion(*c) for c in group] for group in raw]
 
     def close(self) -> None:
-        for p, inbox, _ in self.workers:
-            if p.is_alive():
-                inbox.put(None)
-                p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
+        for w in self.workers:
+            w.request_exit()  # all engines shut down in parallel
+        for w in self.workers:
+            w.close()
         self.workers = []
+
+
+def _start_worker(kwargs: dict, env: dict) -> Worker:
+    return Worker(_worker, (kwargs,), env)

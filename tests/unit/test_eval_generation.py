@@ -116,9 +116,8 @@ def test_vllm_worker_start_failure_and_death_are_reported_not_waited_on(monkeypa
         raise MemoryError("CUDA out of memory")
 
     monkeypatch.setattr(V, "_engine", boom)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # _worker sets it: restored after the test
     outbox = queue.Queue()
-    V._worker("0", {}, queue.Queue(), outbox)  # returns instead of dying silently
+    V._worker({}, queue.Queue(), outbox)  # returns instead of dying silently
     assert outbox.get_nowait() == ("error", "MemoryError: CUDA out of memory")
 
     class Dead:
@@ -127,4 +126,6 @@ def test_vllm_worker_start_failure_and_death_are_reported_not_waited_on(monkeypa
         def is_alive(self):
             return False
 
-    assert V._reply(Dead(), queue.Queue(), poll_s=0.01)[0] == "error"  # was: outbox.get() blocking forever
+    from openrs_cli.evaluate import workers
+
+    assert workers.reply(Dead(), queue.Queue(), poll_s=0.01)[0] == "error"  # was: outbox.get() blocking forever
