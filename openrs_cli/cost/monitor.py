@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from openrs_cli import __version__
-from openrs_cli.cost.backend import NullBackend, SystemClock, allocated_indices, select_backend
+from openrs_cli.cost.backend import NullBackend, SystemClock, allocated_entries, select_backend
 from openrs_cli.cost.ledger import LedgerWriter, host_name, ledger_dir, ledger_path
 from openrs_cli.cost.track import Track
 
@@ -296,6 +296,6 @@ def attach_monitor(run_dir, *, kind: str = "train", gpu_indices=None, backend=No
     if gpu_indices is None and _env_int("LOCAL_RANK") is not None:
         gpu_indices = [_env_int("LOCAL_RANK")]  # CUDA index within CUDA_VISIBLE_DEVICES, mapped by the backend
     be = select_backend(gpu_indices, backend, host=host_name(), clock=clock, quiet=True)
-    if getattr(be, "name", "") == "null" and allocated_indices(None) is None:
+    if getattr(be, "name", "") == "null" and allocated_entries(None) is None:
         be = NullBackend([])  # no NVML and no CUDA_VISIBLE_DEVICES: a CPU rank has no GPU to name
     return Monitor(run_dir, kind=kind, backend=be, clock=clock, sample=False, thread=False, role="worker")

@@ -64,8 +64,14 @@ def normalize_key(name: str) -> str:
 
 
 def gpu_key(nvml_name: str | None, mem_total_mib: float | None = None) -> str | None:
-    """The price key for an NVML device name, or None when it is not known."""
+    """The price key for an NVML device name, or None when it is not known. A MIG instance ("NVIDIA H100 80GB HBM3
+    MIG 1g.10gb") has a key of its own ("H100-MIG-1G.10GB"), never its whole GPU's: no table prices slices, so it
+    gets a dollar figure only from an override."""
     n = (nvml_name or "").upper()
+    if " MIG " in n:
+        gpu, _, profile = n.partition(" MIG ")
+        base = gpu_key(gpu)
+        return f"{base}-MIG-{profile.strip()}" if base else None
     if "H200" in n:
         return "H200"
     if "H100" in n:

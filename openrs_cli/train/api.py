@@ -88,7 +88,8 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
     resume_from = rundir.prepare_resume(rd) if resume else None
     plan = plan_launch(resolved, rd, gpus=n_gpus, multinode=multinode, resume_from=resume_from,
                        extra_env=None, visible_devices=None if dry_run and gpus is not None
-                       else os.environ.get("CUDA_VISIBLE_DEVICES"))
+                       else os.environ.get("CUDA_VISIBLE_DEVICES"),
+                       device_order=os.environ.get("CUDA_DEVICE_ORDER"))
     if not cost:
         plan = _with_worker_flag(plan, "--no-cost")
     from openrs_cli.train.config import check_against_trl

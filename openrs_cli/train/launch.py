@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from openrs_cli.cost.backend import device_order_env
 from openrs_cli.errors import OpenrsError, RecipeError
 from openrs_cli.recipes import accelerate_config_path
 from openrs_cli.recipes.schema import Recipe
@@ -151,9 +152,10 @@ def _device_list(indices: tuple[int, ...], visible: str | None) -> str:
 
 def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: MultiNode = MultiNode(),
                 resume_from: str | Path | None = None, extra_env: dict[str, str] | None = None,
-                visible_devices: str | None = None) -> LaunchPlan:
-    """The full launch plan (pure: nothing is started, no heavy import). `visible_devices` is the parent's
-    CUDA_VISIBLE_DEVICES, if any."""
+                visible_devices: str | None = None, device_order: str | None = None) -> LaunchPlan:
+    """The full launch plan (pure: nothing is started, no heavy import). `visible_devices` and `device_order` are
+    the parent's CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER, if any: without an order, GPU commands get
+    CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA's indices are NVML's and the cost ledger names the right GPUs."""
     run_dir = Path(run_dir)
     recipe_path = run_dir / "recipe.yaml"
     placement = place(recipe, gpus, multinode)
@@ -178,8 +180,10 @@ def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: Mu
     if resume_from:
         argv += ["--resume-from", str(resume_from)]
     env = dict(extra_env or {})
+    order = device_order_env({"CUDA_DEVICE_ORDER": device_order or ""})
     if placement.train_gpus:
         env["CUDA_VISIBLE_DEVICES"] = _device_list(placement.train_gpus, visible_devices)
+        env.update(order)
     commands = [Command("train", tuple(argv), env)]
     if server and multinode.machine_rank == 0:
         g, m = recipe.generation, recipe.model
@@ -191,33 +195,29 @@ def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: Mu
             vargv += ["--max_model_len", str(g.vllm_max_model_len)]
         if m.trust_remote_code:
             vargv += ["--trust_remote_code", "true"]
-        commands.insert(0, Command("vllm", tuple(vargv),
-                                   {"CUDA_VISIBLE_DEVICES": _device_list(placement.vllm_gpus, visible_devices)}))
+        vllm_env = {"CUDA_VISIBLE_DEVICES": _device_list(placement.vllm_gpus, visible_devices), **order}
+        commands.insert(0, Command("vllm", tuple(vargv), vllm_env))
     return LaunchPlan(recipe.name, str(run_dir), str(recipe_path), placement, tuple(commands), grpo,
                       str(resume_from) if resume_from else None)
 
 
 def detect_gpus() -> list[dict]:
-    """Visible NVIDIA GPUs as [{index, name}] via NVML (nvidia-ml-py); [] when there is no driver."""
-    try:
-        import pynvml
+    """Visible NVIDIA GPUs as [{index, name, uuid, nvml_index}] via NVML (nvidia-ml-py); [] when there is no driver.
 
-        pynvml.nvmlInit()
-    except Exception:  # no driver / library: a CPU machine
+    `index` is the logical index the children see; CUDA_VISIBLE_DEVICES is read as CUDA reads it (indices, GPU-/MIG-
+    UUIDs or unique prefixes of them, MIG-GPU-<uuid>/<gi>/<ci>), by the cost backend's resolver, so the plan and the
+    cost ledger agree on which GPUs these are. plan_launch maps `index` back through CUDA_VISIBLE_DEVICES."""
+    from openrs_cli.cost.backend import NvmlUnavailable, PynvmlBackend
+
+    try:
+        backend = PynvmlBackend()
+    except (NvmlUnavailable, OSError):  # no driver / library: a CPU machine
         return []
     try:
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
-            gpus.append({"index": i, "name": name.decode() if isinstance(name, bytes) else name})
+        return [{"index": n, "name": d.name, "uuid": d.uuid, "nvml_index": d.index}
+                for n, d in enumerate(backend.devices())]
     finally:
-        pynvml.nvmlShutdown()
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        keep = [int(x) for x in visible.split(",") if x.strip().isdigit()]
-        # logical index (what the children see); plan_launch maps it back through CUDA_VISIBLE_DEVICES
-        gpus = [dict(g, index=n, nvml_index=g["index"]) for n, g in enumerate(gpus[k] for k in keep if k < len(gpus))]
-    return gpus
+        backend.shutdown()
 
 
 # ---- running -------------------------------------------------------------------------------------------------

@@ -169,6 +169,7 @@ def _fake_pynvml(monkeypatch):
         nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(total=80 * 2**30, used=2**30),
         nvmlDeviceGetEnforcedPowerLimit=lambda h: 400_000, nvmlDeviceGetTotalEnergyConsumption=energy,
         nvmlDeviceGetPowerUsage=power, nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=50),
+        nvmlDeviceGetMigMode=lambda h: [0, 0],
     )
     for k, v in fns.items():
         monkeypatch.setattr(pynvml, k, v)
