@@ -351,3 +351,45 @@ def test_worker_builds_the_planned_grpoconfig(tmp_path):
               if getattr(trainer.args, f.name) != getattr(expect, f.name)]
     assert differ == []
     assert trainer.args.logging_steps == 3 and trainer.args.reward_weights == [1.0, 0.5, 2.0]
+
+
+def test_unknown_grpoconfig_key_names_the_package_that_lacks_it(monkeypatch):
+    """A TrainingArguments field the installed transformers lacks names transformers (installed and tested version),
+    not TRL; and the fix never asks to install the version that is already installed."""
+    from importlib import metadata
+
+    import openrs_cli.doctor
+    import openrs_cli.train.config as config
+    from openrs_cli.train.config import check_against_trl
+
+    tf, trl = metadata.version("transformers"), metadata.version("trl")
+    monkeypatch.setattr(openrs_cli.doctor, "tested_versions", lambda: {"transformers": "9.1.0", "trl": trl})
+    # e.g. activation_checkpointing (transformers >= 5.23) under transformers 5.17
+    keys = getattr(config, "TRAINING_ARGUMENTS_KEYS", frozenset())
+    monkeypatch.setattr(config, "TRAINING_ARGUMENTS_KEYS", keys | {"a_newer_ta_field"}, raising=False)
+    with pytest.raises(RecipeError) as e:
+        check_against_trl({"a_newer_ta_field": True, "beta": 0.04})
+    msg = str(e.value)
+    assert msg.startswith(f"transformers {tf} TrainingArguments has no field") and "transformers==9.1.0" in msg
+    assert "trl==" not in msg
+    with pytest.raises(RecipeError) as e:
+        check_against_trl({"beta": 0.04, "no_such_grpo_knob": 1})
+    msg = str(e.value)
+    assert msg.startswith(f"trl {trl} GRPOConfig has no field 'no_such_grpo_knob'")
+    assert f"trl=={trl}" not in msg and "openrs bug" in msg
+
+
+def test_training_arguments_keys_cover_what_openrs_passes():
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    from openrs_cli.recipes import shipped_names
+    from openrs_cli.train.config import TRAINING_ARGUMENTS_KEYS
+
+    tf_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for name in shipped_names():
+        for over in ([], ["output.push_to_hub=true", "output.hub_model_id=me/x"]):
+            kw = grpo_kwargs(load_recipe(name, over if name != "tiny" else []), "runs/x")
+            assert {k for k in kw if k in tf_fields} <= TRAINING_ARGUMENTS_KEYS
+            assert not (set(kw) & TRAINING_ARGUMENTS_KEYS) - tf_fields
