@@ -40,14 +40,20 @@ def show(
 
 @app.command("validate")
 def validate(
-    files: Annotated[list[str] | None, typer.Argument(help="Recipe names or YAML paths; default: every shipped recipe")] = None,
+    items: Annotated[list[str] | None, typer.Argument(
+        help="Recipe names or YAML paths (default: every shipped recipe), and key.sub=value overrides applied to "
+             "each")] = None,
 ) -> None:
-    """Validate recipes; exit code 2 on the first invalid one."""
+    """Run every check `openrs train` runs before it plans (schema, values TRL would ignore, model reference,
+    accelerate config, GRPOConfig fields of the installed TRL); exit code 2 on the first invalid recipe."""
     from openrs_cli.recipes import load_recipe, shipped_names
+    from openrs_cli.train.config import check_recipe
 
-    for item in files or shipped_names():
-        r = load_recipe(item)
-        console.print(f"[green]ok[/] {escape(item)} ({escape(r.name)})", highlight=False)
+    overrides = [x for x in items or [] if "=" in x and not Path(x).exists()]
+    for item in [x for x in items or [] if x not in overrides] or shipped_names():
+        check_recipe(load_recipe(item, overrides), item, overrides)
+        console.print(f"[green]ok[/] {escape(item)}{escape(' ' + ' '.join(overrides)) if overrides else ''}",
+                      highlight=False)
 
 
 @app.command("cp")

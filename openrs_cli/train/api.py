@@ -16,7 +16,7 @@ from openrs_cli.errors import OpenrsError, RunDirError
 from openrs_cli.recipes import load_recipe
 from openrs_cli.tiny import check_model_ref
 from openrs_cli.train import rundir
-from openrs_cli.train.config import check_not_ignored
+from openrs_cli.train.config import check_recipe
 from openrs_cli.train.launch import LaunchPlan, MultiNode, Runner, detect_gpus, plan_launch, popen_runner, run_plan
 
 VERSIONED = ("torch", "transformers", "trl", "accelerate", "deepspeed", "datasets", "vllm", "math-verify",
@@ -71,15 +71,10 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
         rd = Path(run_dir) if run_dir else rundir.default_run_dir(resolved)
     if run_dir:
         resolved = resolved.model_copy(update={"output": resolved.output.model_copy(update={"output_dir": str(rd)})})
-    check_model_ref(resolved.model.id)
-    if not resume:  # a run directory's recipe.yaml lists every value; it was checked when the run began
-        written = None
-        if overrides:
-            try:
-                written = load_recipe(recipe)
-            except OpenrsError:  # the YAML alone is incomplete (the overrides complete it): judge the result
-                written = None
-        check_not_ignored(resolved, overrides, written)
+    if resume:  # a run directory's recipe.yaml lists every value; it was checked when the run began
+        check_model_ref(resolved.model.id)
+    else:  # the same checks as `openrs recipes validate`
+        check_recipe(resolved, recipe, overrides)
     detected = detect_gpus()
     n_gpus = len(detected) if gpus is None else gpus
     if gpus is not None and gpus > len(detected) and not dry_run:

@@ -188,3 +188,22 @@ def test_accelerate_configs_exist():
         assert accelerate_config_path(name).is_file()
     with pytest.raises(RecipeError, match="zero2"):
         accelerate_config_path("zero9")
+
+
+@pytest.mark.parametrize(
+    "body, override",
+    [("base: tiny\noutput:\n  hub_model_id: me/x\n", "output.hub_model_id=me/x"),  # TRL would ignore it
+     ("base: tiny\ngeneration:\n  vllm_gpu_memory_utilization: 0.5\n", "generation.vllm_gpu_memory_utilization=0.5"),
+     ("base: tiny\nmodel:\n  id: ./no/such/model\n", "model.id=./no/such/model"),
+     ("base: tiny\nlaunch:\n  accelerate_config: zero9\n", "launch.accelerate_config=zero9")],
+)
+def test_validate_runs_every_check_train_runs(cli, tmp_path, body, override):
+    """`openrs recipes validate` refuses what `openrs train` refuses, with the same line (one shared check)."""
+    p = tmp_path / "r.yaml"
+    p.write_text(body)
+    code, _, train_err = cli("train", str(p), "--dry-run")
+    assert code == 2 and "\n" not in train_err
+    assert cli("recipes", "validate", str(p))[::2] == (2, train_err)
+    code, _, train_err = cli("train", "tiny", override, "--dry-run")
+    assert code == 2
+    assert cli("recipes", "validate", "tiny", override)[::2] == (2, train_err)
