@@ -35,7 +35,7 @@ demo: install
 	OPENRS=$(OPENRS) bash scripts/demo.sh
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 lint: install
 	$(VENV)/bin/ruff check openrs_cli tests benchmarks

@@ -6,11 +6,17 @@ missing, or pathological), scores it in batches of 72 (12 prompts x 6, the paper
   - serial: math-verify parse of gold and answer for every completion, one at a time, in this process
     (`openrs_cli.rewards.reference`, math-verify's signal timeouts as Open-RS ran them), and
   - ours: `build_reward_funcs` (worker processes, gold parsed once per prompt, string shortcut, hard limit),
-checks that the rewards are identical, and prints completions/s of both, the ratio, and the p99 / max time
-per batch of 72 against the time limit + 1 s. Last line: `speedup: <ratio>`.
+checks that the rewards are identical, and prints completions/s of both, the speedup, and the p99 / max time
+per batch of 72 against the time limit + 1 s. The headline is parallel efficiency: the speedup divided by the
+number of grading workers (goal >= 0.8). Last line: `parallel_efficiency: <ratio>`.
+
+The default stream repeats no pathological answer verbatim (each is a fresh variant); `--no-pathological` is the
+clean stream. `--load N` grades the stream a second time with N CPU-bound processes running beside it and
+compares every reward with the quiet run and with the serial scorer (the time limit counts CPU time, so they
+must be identical).
 
     .venv/bin/python benchmarks/rewards.py [--prompts 300] [--group 6] [--reward accuracy|cosine]
-                                           [--no-pathological | --distinct-pathological] [--seed 0]
+                                           [--no-pathological] [--load 2] [--seed 0]
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import collections
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 
 from openrs_cli.grading import PAPER_REWARD, _pool, default_workers, warm_up
 from openrs_cli.recipes.schema import RewardsSpec
-from openrs_cli.rewards import build_reward_funcs
+from openrs_cli.rewards import build_reward_funcs, funcs
 from openrs_cli.rewards.reference import reference_rewards, synthetic_stream
 
 BATCH = 72
@@ -42,15 +50,15 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=6)
     ap.add_argument("--reward", choices=["accuracy", "cosine"], default="accuracy")
     ap.add_argument("--no-pathological", action="store_true", help="drop the pathological completions")
-    ap.add_argument("--distinct-pathological", action="store_true",
-                    help="make every pathological answer different (no step repeats: the overrun memo cannot help)")
+    ap.add_argument("--load", type=int, default=0, metavar="N",
+                    help="also grade beside N CPU-bound processes and compare every reward with the quiet run")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     logging.disable(logging.CRITICAL)  # math-verify logs every timeout with the whole input
     warnings.filterwarnings("ignore")
 
     weights = (0.35, 0.3, 0.12, 0.18, 0.0 if args.no_pathological else 0.05)
-    rows = synthetic_stream(args.prompts, args.group, args.seed, weights, args.distinct_pathological)
+    rows = synthetic_stream(args.prompts, args.group, args.seed, weights, distinct_pathological=True)
     contents = [c for r in rows for c in r["completions"]]
     sols = [r["solution"] for r in rows for _ in r["completions"]]
     kinds = [k for r in rows for k in r["kinds"]]
@@ -80,14 +88,18 @@ def main() -> None:
     t0 = time.perf_counter()
     warm_up()  # start the worker processes: once per training run, not per step
     startup = time.perf_counter() - t0
-    ours, our_batches = [], []
-    t_all = time.perf_counter()
-    for a, b in batches:
-        t0 = time.perf_counter()
-        ours += fn(completions=[[{"role": "assistant", "content": c}] for c in contents[a:b]], solution=sols[a:b])
-        our_batches.append(time.perf_counter() - t0)
-    ours_total = time.perf_counter() - t_all
+    def run_ours() -> tuple[list, list[float], float]:
+        funcs._CACHE.clear()  # every run grades (the rewards' per-step cache would answer a repeat)
+        out, times = [], []
+        t_start = time.perf_counter()
+        for a, b in batches:
+            t0 = time.perf_counter()
+            out += fn(completions=[[{"role": "assistant", "content": c}] for c in contents[a:b]], solution=sols[a:b])
+            times.append(time.perf_counter() - t0)
+        return out, times, time.perf_counter() - t_start
 
+    ours, our_batches, ours_total = run_ours()
+    workers = default_workers()
     diffs = [(kinds[i], serial_s[i], ours[i]) for i in range(n) if serial_s[i] != ours[i]]
     limit = PAPER_REWARD.timeout_s + 1.0
     print(f"serial: {serial_total:7.1f} s  {n / serial_total:7.1f} completions/s  batch p99 {p99(serial_batches):.2f} s"
@@ -99,7 +111,23 @@ def main() -> None:
     print(f"identical rewards: {not diffs} ({len(diffs)} of {n} differ{': ' + str(diffs[:5]) if diffs else ''})")
     print(f"batches of {BATCH} over the limit + 1 s ({limit:.0f} s): {sum(t > limit for t in our_batches)} "
           f"of {len(our_batches)}; load average {os.getloadavg()[0]:.1f} at end")
-    print(f"speedup: {serial_total / ours_total:.2f}")
+    if args.load:
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+        try:
+            loaded, loaded_batches, loaded_total = run_ours()
+            load_avg = os.getloadavg()[0]
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+        vs_quiet = sum(a != b for a, b in zip(loaded, ours, strict=True))
+        vs_serial = sum(a != b for a, b in zip(loaded, serial_s, strict=True))
+        print(f"loaded: {loaded_total:7.1f} s beside {args.load} CPU-bound processes (load average {load_avg:.1f}); "
+              f"batch p99 {p99(loaded_batches):.2f} s; rewards identical to the quiet run: {vs_quiet == 0} "
+              f"({vs_quiet} of {n} differ), to the serial scorer: {vs_serial == 0} ({vs_serial} of {n} differ)")
+    speedup = serial_total / ours_total
+    print(f"speedup: {speedup:.2f} with {workers} grading workers")
+    print(f"parallel_efficiency: {speedup / workers:.2f}")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,8 @@ def require_gold(
         for r, res in zip(chunk, results, strict=True):
             if res.verdict == Verdict.GOLD_UNPARSEABLE:
                 dropped["gold_unparseable"] += 1
+            elif res.verdict == Verdict.TIMEOUT:  # its parse ran out of CPU time: no reward could use it
+                dropped["gold_timed_out"] += 1
             else:
                 kept.append(r)
     if on_progress:

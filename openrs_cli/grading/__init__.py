@@ -8,9 +8,12 @@ Time limit. math-verify's own timeouts use `signal.alarm`, which only works in t
 elsewhere, 0.5.2 silently returns wrong answers), and a signal cannot interrupt a long C call (big-integer
 arithmetic, a regex). So every parse/verify runs in a persistent worker *process* (a fresh
 interpreter started with `subprocess`, so it works from threads, thread pools, forked and daemonic pool
-workers alike) with math-verify's timeouts disabled. Inside the worker an interval timer stops a call after
-`cfg.timeout_s` (TIMEOUT); if the worker does not answer within `timeout_s + 1 s` it is killed and replaced.
-The gold gets its own `timeout_s` budget (math-verify's behaviour: a gold that times out is unparseable).
+workers alike) with math-verify's timeouts disabled. The limit counts CPU time, not wall time, so the verdict of
+an input does not depend on how busy the machine is: inside the worker a CPU-time interval timer stops a step
+after `cfg.timeout_s` CPU seconds (TIMEOUT), and the pool kills and replaces a worker that has burned
+`timeout_s + 1 s` of CPU on one item (a long C call), or that is blocked for ten times that in wall time.
+The gold gets its own `timeout_s` budget; a gold whose parse ran out of time is TIMEOUT (never cached, never
+"unparseable", so no reward turns it into 1.0) and is parsed again for the next item.
 
 Speed. `grade_many` sends items one at a time, preferring a worker that already parsed that gold (each worker
 keeps an LRU cache of parsed golds, so a prompt's gold is parsed about once); an item running longer than
@@ -18,9 +21,7 @@ keeps an LRU cache of parsed golds, so a prompt's gold is parsed about once); an
 with a few pathological completions still finishes in about one time limit. Before the symbolic comparison
 it checks whether the extracted answer and gold strings are identical: math-verify's `verify` compares every
 (gold, pred) pair and its string-string pair is plain equality, so that shortcut can never change a verdict;
-and the same extracted answer for the same gold (common within a GRPO group) is compared once. A step that
-ran out of time (LaTeX conversion, doit, a huge power) is not run again for the same arguments at no larger
-budget, in any worker: see `worker` (the overrun memo).
+and the same extracted answer for the same gold (common within a GRPO group) is compared once.
 
 Layout: `config` (verdicts, configs, presets), `worker` (the worker process), `pool` (starting, feeding and
 killing workers). math-verify is imported only in the workers.
@@ -69,7 +70,7 @@ def extract_boxed(text: str) -> str | None:
 
 
 def grade(completion: str, gold: str, cfg: GraderConfig = EVAL_LATEX_GOLD) -> GradeResult:
-    """Grade one completion against one gold, within cfg.timeout_s (+1 s hard kill). Thread-safe."""
+    """Grade one completion against one gold, within cfg.timeout_s of CPU time per step. Thread-safe."""
     return grade_many([(completion, gold)], cfg, workers=1)[0]
 
 

@@ -2,8 +2,10 @@
 
 Workers are fresh interpreters started with `subprocess` (so they can be started from threads, forked children
 and daemonic pool workers). Items are sent one at a time, preferring a worker that already parsed the item's
-gold; an item that overruns `timeout_s` (+ `timeout_s` for a gold not yet parsed there) + 1 s gets its worker
-killed and replaced and is reported TIMEOUT (ANSWER_UNPARSEABLE if the worker died).
+gold. An item whose worker has burned `timeout_s` (+ `timeout_s` for a gold not yet parsed there) + 1 s of CPU
+time on it (read from /proc, so a busy machine does not count) gets its worker killed and replaced and is reported
+TIMEOUT (ANSWER_UNPARSEABLE if the worker died). A wall-clock safety net, `_WALL_FACTOR` times that budget, stops a
+worker that is blocked (stopped, swapping) rather than computing; that expiry is TIMEOUT too, never cached.
 """
 
 from __future__ import annotations
@@ -29,7 +31,18 @@ _SPARES = 2  # idle workers kept started beyond those in use
 _MAX_WORKERS = 32
 _PIPELINE = 3  # items queued per worker
 _CAP = 500
-_MAX_OVERRAN = 100_000  # overrun records kept for passing on (17-byte digest + a float each); later ones stay local
+_WALL_FACTOR = 10.0  # wall-clock safety net: a worker gets 10x its CPU budget in wall time (load 10 on every core)
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14 and 15)
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class _Worker:
@@ -46,10 +59,26 @@ class _Worker:
         self.ready = False
         self.queue: deque[int] = deque()  # items sent and not answered yet, in the order the worker takes them
         self.golds: set[str] = set()  # golds this worker has parsed (cached)
-        self.since = 0.0  # when the head of the queue started
+        self.since = 0.0  # when the head of the queue started (wall clock)
+        self.cpu_since = 0.0  # the worker's CPU seconds then
         self.dead = False
         self.born = time.monotonic()
-        self.told = 0  # how many of the pool's overrun records this worker has been sent
+
+    def start_head(self, now: float) -> None:
+        """The item at the head of the queue starts now: its budgets count from here."""
+        self.since = now
+        cpu = _cpu_seconds(self.proc.pid)
+        self.cpu_since = cpu if cpu is not None else -1.0
+
+    def overran(self, now: float, budget_s: float) -> bool:
+        """The head item has used up its CPU budget, or the wall-clock safety net (wall time alone where /proc
+        cannot be read)."""
+        if now - self.since > budget_s * _WALL_FACTOR:
+            return True
+        cpu = _cpu_seconds(self.proc.pid) if self.cpu_since >= 0 else None
+        if cpu is None:
+            return now - self.since > budget_s
+        return cpu - self.cpu_since > budget_s
 
     def messages(self) -> list | None:
         """Read what is available; None when the worker died."""
@@ -90,15 +119,13 @@ class _Pool:
         self.lock = threading.Lock()
         self.idle: list[_Worker] = []
         self.total = 0
-        self.overran: list[tuple[bytes, float]] = []  # overrun records from all workers, passed on to each
-        self.skips = 0  # steps the workers stopped at once thanks to those records
 
     def _take(self, force: bool = False) -> _Worker | None:
         with self.lock:
             while self.idle:
                 w = self.idle.pop()
                 if w.proc.poll() is None and not w.dead:
-                    w.since = time.monotonic()  # fresh budget for answers still due from an earlier call
+                    w.start_head(time.monotonic())  # fresh budget for answers still due from an earlier call
                     return w
                 self.total -= 1
                 w.kill()
@@ -192,15 +219,13 @@ class _Pool:
                     if done[i]:
                         continue
                     try:
-                        with self.lock:
-                            news, w.told = self.overran[w.told:], len(self.overran)
-                        send(w.wfd, (op, cfg, gold, items[i][1], news))
+                        send(w.wfd, (op, cfg, gold, items[i][1]))
                     except OSError:  # died while idle: nothing was graded, hand the item to another
                         requeue([i])
                         w.dead = True
                         continue
                     if not w.queue:
-                        w.since = now
+                        w.start_head(now)
                     w.queue.append(i)
                 # a worker stuck on a slow item does not count: add one so the batch stays bounded
                 if todo and len(busy) - len(stuck) < nworkers:
@@ -219,7 +244,7 @@ class _Pool:
                     head_limit = (cfg.timeout_s * (1 if w.queue and w.queue[0] >= 0 and items[w.queue[0]][0] in w.golds else 2)
                                   + _KILL_GRACE_S)  # a gold this worker has not parsed yet has its own budget
                     if msgs is None or (not w.ready and now - w.born > _START_S) or (
-                            w.queue and now - w.since > head_limit):
+                            w.queue and w.ready and w.overran(now, head_limit)):
                         if w.queue and w.queue[0] >= 0 and not done[w.queue[0]]:  # it hung or died on this item
                             results[w.queue[0]] = None if op == "gold" else GradeResult(
                                 Verdict.ANSWER_UNPARSEABLE if msgs is None else Verdict.TIMEOUT, None, None)
@@ -234,13 +259,8 @@ class _Pool:
                         if m == "ready":
                             w.ready = True
                             continue
-                        m, news, skips = m
-                        with self.lock:
-                            self.skips += skips
-                            if news and len(self.overran) < _MAX_OVERRAN:
-                                self.overran += news
                         i = w.queue.popleft()
-                        w.since = now
+                        w.start_head(now)
                         if i < 0:  # left over from an earlier call
                             continue
                         if len(w.golds) > 4000:  # the worker's gold cache holds 4096

@@ -96,9 +96,11 @@ def graded(texts: Sequence[str], golds: Sequence[str], cfg: GraderConfig) -> lis
     """grade_many with a small cache, so several rewards of one step grade each completion once."""
     keys = [(cfg, t, g) for t, g in zip(texts, golds, strict=True)]
     todo = list(dict.fromkeys(k for k in keys if k not in _CACHE))
-    for k, r in zip(todo, grade_many([(t, g) for _, t, g in todo], cfg), strict=True):
-        _CACHE[k] = r
-    out = [_CACHE[k] for k in keys]
+    fresh = dict(zip(todo, grade_many([(t, g) for _, t, g in todo], cfg), strict=True))
+    for k, r in fresh.items():
+        if r.verdict is not Verdict.TIMEOUT:  # a step that ran out of time is graded again next time
+            _CACHE[k] = r
+    out = [_CACHE[k] if k in _CACHE else fresh[k] for k in keys]
     while len(_CACHE) > _CACHE_MAX:
         _CACHE.popitem(last=False)
     return out

@@ -115,7 +115,7 @@ def synthetic_stream(n_prompts: int = 300, group: int = 6, seed: int = 0,
     """Rows {solution, completions, kinds}: n_prompts from math500 + train-sample, `group` completions each.
 
     Pathological answers are the fixed strings of PATHOLOGICAL, or with `distinct_pathological` a fresh variant
-    each time (the worst case for grading's overrun memo)."""
+    each time (no verbatim repeats: what benchmarks/rewards.py grades)."""
     from openrs_cli import benchmarks
     rng = random.Random(seed)
     rows = [r for name in ("math500", "train-sample") for r in benchmarks.load(name)

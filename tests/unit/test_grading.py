@@ -30,7 +30,8 @@ from openrs_cli.grading import (
 )
 
 FAST = replace(PAPER_REWARD, timeout_s=1.0)  # adversarial tests: 1 s limit keeps the suite short
-BOUND = FAST.timeout_s * 2 + 1.0 + 1.5  # gold budget + answer budget + kill grace + slack for a loaded machine
+# No wall-clock or CPU-time bounds in these tests: the limit counts CPU time, so a busy machine changes how long
+# a test takes, never what it asserts (tests/unit/test_grading_load.py runs the verdicts beside CPU hogs).
 
 
 def test_light_import():
@@ -127,27 +128,28 @@ ADVERSARIAL = {
 
 
 @pytest.mark.parametrize("name", list(ADVERSARIAL))
-def test_adversarial_bounded(name):
-    t = time.monotonic()
-    r = grade(ADVERSARIAL[name], "$100$", FAST)
-    assert time.monotonic() - t < BOUND
-    assert not r.correct
+def test_adversarial_is_stopped(name):
+    assert not grade(ADVERSARIAL[name], "$100$", FAST).correct
 
 
-def test_adversarial_gold_is_gold_fault():
-    t = time.monotonic()
+def test_a_gold_that_runs_out_of_time_is_timeout_not_unparseable():
+    """The paper variant rewards an unparseable gold with 1.0 for every completion: a gold that merely ran out of
+    time must not look unparseable (before: GOLD_UNPARSEABLE, cached for the rest of the run)."""
     r = grade(r"\boxed{1}", "$" + "{" * 5000 + "1" + "}" * 5000 + "$", FAST)
-    assert time.monotonic() - t < BOUND and r.verdict is Verdict.GOLD_UNPARSEABLE
+    assert r.verdict is Verdict.TIMEOUT
 
 
-def test_hung_worker_is_killed_and_replaced():
+def test_hung_worker_is_killed_and_replaced(monkeypatch):
+    from openrs_cli.grading import pool as pool_mod
+
     grade(r"\boxed{1}", "$1$", FAST)
     pool = grading._pool()
     assert pool.idle
+    # a stopped process burns no CPU: only the wall-clock safety net stops it (shortened here)
+    monkeypatch.setattr(pool_mod, "_WALL_FACTOR", 1.5)
     os.kill(pool.idle[-1].proc.pid, signal.SIGSTOP)  # the next one taken: stuck where no signal reaches it
-    t = time.monotonic()
     r = grade(r"\boxed{1}", "$1$", FAST)
-    assert r.verdict is Verdict.TIMEOUT and time.monotonic() - t < BOUND
+    assert r.verdict is Verdict.TIMEOUT
     assert grade(r"\boxed{1}", "$1$", FAST).correct  # replaced worker grades again
 
 
@@ -159,14 +161,12 @@ def test_dead_worker_is_replaced_without_losing_work():
     assert [r.correct for r in grade_many([(r"\boxed{1}", "$1$"), (r"\boxed{2}", "$1$")], FAST)] == [True, False]
 
 
-def test_batch_with_slow_items_stays_bounded():
+def test_batch_with_slow_items_gives_every_verdict():
     pairs = [(rf"\boxed{{{i}}}", "$5$") for i in range(30)]
     pairs[3] = (ADVERSARIAL["tower"], "$5$")
     pairs[17] = (ADVERSARIAL["nested"], "$5$")
     pairs[18] = (ADVERSARIAL["nested"], "$6$")
-    t = time.monotonic()
-    res = grade_many(pairs, FAST, workers=1)
-    assert time.monotonic() - t < BOUND + 1.0  # extra workers join when every worker is stuck
+    res = grade_many(pairs, FAST, workers=1)  # extra workers join when every worker is stuck
     assert [r.correct for r in res] == [i == 5 for i in range(30)]
     assert res[3].verdict is Verdict.TIMEOUT
     # answers still due from items taken over from stuck workers are dropped, not mixed into the next call
@@ -174,117 +174,54 @@ def test_batch_with_slow_items_stays_bounded():
     assert [r.correct for r in again] == [i == 7 for i in range(20)]
 
 
-# --- overrun memo: a step that burned the time limit is not run again for the same arguments ----------------
+# --- the worker's CPU-time limit, in this process (main thread, SIGPROF as the worker sets it) ---------------
 
-def _memo_kinds() -> set[str]:
-    from openrs_cli.grading.worker import _KINDS
-    return {_KINDS[k[:1]] for k, _ in grading._pool().overran}
+@pytest.fixture()
+def worker_limit():
+    from openrs_cli.grading import worker as W
 
-
-def test_overrun_memo_skips_repeats_across_golds_and_workers():
-    pool = grading._pool()
-    tower = r"so \boxed{10^{10^{10^{12}}}}"  # an input no other test uses
-    # integer gold: doit() -> exact integer power; symbolic gold: evalf() -> mpmath power at huge precision
-    first = grade_many([(tower, "$5$"), (tower, "$x+1$")], FAST, workers=1)
-    assert [r.verdict for r in first] == [Verdict.TIMEOUT] * 2
-    assert {"ipow", "mpfpow"} <= _memo_kinds()
-    golds = ["7", r"\frac{1}{3}", "x+2", r"\sqrt{2}", "9", "11", r"\pi", "y-3", "13", "0.5", "2x", "17"]
-    skips = pool.skips
-    res = grade_many([(f"Thinking {i}...\n{tower}", f"${g}$") for i, g in enumerate(golds)], FAST, workers=1)
-    assert [r.verdict for r in res] == [Verdict.TIMEOUT] * len(golds)
-    assert pool.skips - skips >= len(golds) // 2  # all of them on a quiet machine
-    for w in pool.idle:  # fresh workers learn the records from the pool with their first item
-        os.kill(w.proc.pid, signal.SIGKILL)
-        w.proc.wait()
-    assert grade(r"\boxed{1}", "$1$", FAST).correct  # a fresh worker, started now
-    skips = pool.skips
-    assert grade(tower, "$19$", FAST).verdict is Verdict.TIMEOUT and pool.skips > skips
+    old = signal.signal(signal.SIGPROF, W._on_deadline)
+    W._GOLD_CACHE.clear()
+    W._VERIFY_CACHE.clear()
+    yield W
+    signal.setitimer(signal.ITIMER_PROF, 0)
+    signal.signal(signal.SIGPROF, old)
+    W._GOLD_CACHE.clear()
+    W._VERIFY_CACHE.clear()
 
 
-def test_overrun_memo_needs_the_same_arguments_and_no_more_budget():
-    pool = grading._pool()
-    nested = r"\boxed{" + "{" * 3000 + "2" + "}" * 3000 + "}"
-    assert grade(nested, "$2$", FAST).verdict is Verdict.TIMEOUT
-    skips = pool.skips  # the same input with twice the budget is computed again (and still overruns)
-    assert grade(nested, "$2$", replace(FAST, timeout_s=2.0)).verdict is Verdict.TIMEOUT and pool.skips == skips
-    assert grade(nested.replace("2", "3"), "$3$", FAST).verdict is Verdict.TIMEOUT and pool.skips == skips
-    # the same conversion inside another completion, with a smaller budget: stopped at once
-    assert grade("other text " + nested, "$2$", replace(FAST, timeout_s=1.2)).verdict is Verdict.TIMEOUT
-    assert pool.skips == skips + 1
-    records = len(pool.overran)  # steps that finish are never recorded
-    assert grade_many([(r"so \boxed{2^{100}}", "$2^{100}$"), (r"\boxed{\frac{1}{2}}", "$0.5$")], FAST)[1].correct
-    assert len(pool.overran) == records
+def _burn_forever():
+    x = 0
+    while True:  # stopped only by the CPU-time limit
+        x += 1
 
 
-def test_overrun_memo_records_only_a_step_that_burned_the_cpu():
-    from openrs_cli.grading import worker
-
-    def on_alarm(signum, frame):
-        raise worker._Deadline
-
-    def busy(_):
-        while True:
-            pass
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    try:
-        worker.forget_overruns()
-        sleepy = worker._guard("latex", lambda _: time.sleep(5), worker._latex_key)
-        spin = worker._guard("latex", busy, worker._latex_key)
-        with pytest.raises(worker._Deadline):
-            worker._limited(lambda: sleepy("a"), 0.3)
-        assert not worker._OVERRAN  # it waited: a busy machine must not make a step look expensive
-        with pytest.raises(worker._Deadline):
-            worker._limited(lambda: spin("b"), 0.3)
-        assert len(worker._OVERRAN) == 1 and 0.15 < next(iter(worker._OVERRAN.values())) <= 0.35
-        skips = worker._SKIPS[0]
-        with pytest.raises(worker._Deadline):
-            worker._limited(lambda: spin("b"), 0.3)  # the same arguments, the same budget: at once
-        assert worker._SKIPS[0] == skips + 1
-        with pytest.raises(worker._Deadline):
-            worker._limited(lambda: spin("c"), 0.3)  # other arguments: run
-        with pytest.raises(worker._Deadline):
-            worker._limited(lambda: spin("b"), 0.6)  # twice the budget: run again
-        assert worker._SKIPS[0] == skips + 1
-    finally:
-        signal.signal(signal.SIGALRM, old)
-        worker.forget_overruns()
+def test_limit_counts_cpu_time_not_wall_time(worker_limit):
+    W = worker_limit
+    # waiting (as a busy machine makes a step wait for a core) uses no CPU: it is not stopped at 0.2 s ...
+    assert W._limited(lambda: time.sleep(0.6) or "done", 0.2) == "done"
+    # ... and computing is, however long that takes in wall time
+    with pytest.raises(W._Deadline):
+        W._limited(_burn_forever, 0.2)
 
 
-def test_overrun_memo_gives_the_straightforward_verdicts(monkeypatch):
-    from openrs_cli.rewards import reference
-    monkeypatch.setattr(reference, "_TIMEOUT", 1)  # the straightforward scorer at the same 1 s limit
-    pool = grading._pool()
-    tower, nested = r"so \boxed{10^{10^{10^{13}}}}", r"\boxed{" + "{" * 4000 + "4" + "}" * 4000 + "}"
-    grade_many([(tower, "$4$"), (tower, "$y$"), (nested, "$4$")], FAST, workers=1)  # records to replay below
-    pairs = [(tower, "$4$"), (nested, "$4$"), (r"\boxed{4}", "$4$"), (tower, r"$\frac{4}{3}$"),
-             (nested, "$x$"), (r"\boxed{0.25}", r"$\frac{1}{4}$"), (tower, "$y^2$"), (nested, "$5$"),
-             (r"\boxed{10^{10}}", "$10000000000$"), ("\\boxed{10^{10^{10^{13}}}}", "$10^{10^{10^{13}}}$")]
-    want = [reference.reference_correct(c, g, "all") for c, g in pairs]
-    skips = pool.skips
-    got = grade_many(pairs, FAST)
-    assert [r.correct for r in got] == want == [False, False, True, False, False, True, False, False, True, True]
-    assert pool.skips - skips >= 3  # verdicts of replayed steps, not only of recomputed ones
+def test_a_gold_parse_that_times_out_once_changes_no_later_verdict(worker_limit, monkeypatch):
+    """Before: the timed-out parse was cached as unparseable, and every later completion of that prompt got
+    GOLD_UNPARSEABLE (reward 1.0 in the paper variant), right or wrong."""
+    import math_verify
 
+    W = worker_limit
+    real, calls = math_verify.parse, []
 
-def test_overrun_memo_leaves_cached_and_finishing_steps_alone():
-    code = r'''
-import signal
-from openrs_cli.grading import worker as W
-from openrs_cli.grading.config import PAPER_REWARD
-import math_verify
-W.install_guards()
-def on_alarm(signum, frame):
-    raise W._Deadline
-signal.signal(signal.SIGALRM, on_alarm)
-latex_key = W._key("latex", W._latex_key, ("\\frac{3}{7}",))
-assert W._grade_one(r"so \boxed{\frac{3}{7}}", "$\\frac{3}{7}$", PAPER_REWARD).correct
-W.remember_overruns([(latex_key, 100.0)])  # as if another worker had overrun on it
-assert W._grade_one(r"then \boxed{\frac{3}{7}}", "$\\frac{6}{14}$", PAPER_REWARD).correct  # cached: answered
-doit_key = W._key("doit", W._doit_key, (math_verify.parse("$\\frac{5}{9}$")[0],))
-W.remember_overruns([(doit_key, 1.0)])  # recorded at a smaller budget than this call has: it runs, finishes
-assert W._grade_one(r"so \boxed{\frac{5}{9}}", "$0.5555555555$", PAPER_REWARD).verdict.value in ("wrong", "correct")
-print(W._SKIPS[0], latex_key in W._OVERRAN, doit_key in W._OVERRAN)
-'''
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["0", "True", "False"]  # nothing skipped; the finished step's record dropped
+    def parse_slow_once(text, *a, **kw):
+        calls.append(text)
+        if len(calls) == 1:  # the first parse (the gold's) is slow this once: a cold cache, say
+            _burn_forever()
+        return real(text, *a, **kw)
+
+    monkeypatch.setattr(math_verify, "parse", parse_slow_once)
+    cfg = replace(PAPER_REWARD, timeout_s=0.3)
+    gold = r"$\left( 3, \frac{\pi^2}{2} \right)$"
+    assert W._grade_one(r"so \boxed{(3, \frac{\pi^2}{2})}", gold, cfg).verdict is Verdict.TIMEOUT
+    assert W._grade_one(r"so \boxed{(3, \frac{\pi^2}{2})}", gold, cfg).verdict is Verdict.CORRECT
+    assert W._grade_one(r"so \boxed{(4, \pi)}", gold, cfg).verdict is Verdict.WRONG

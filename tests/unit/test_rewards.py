@@ -143,10 +143,13 @@ def test_toy_digits_and_logged_metrics():
 
 @pytest.mark.slow
 def test_identical_to_straightforward_scorer():
-    rows = synthetic_stream(n_prompts=40, group=6, seed=3, weights=(0.35, 0.3, 0.15, 0.2, 0.0))
+    """Pathological completions included (distinct ones: the inputs where the time limit decides)."""
+    rows = synthetic_stream(n_prompts=40, group=6, seed=3, weights=(0.33, 0.3, 0.15, 0.16, 0.06),
+                            distinct_pathological=True)
     contents = [c for r in rows for c in r["completions"]]
     sols = [r["solution"] for r in rows for _ in r["completions"]]
-    assert len(contents) == 240 and {k for r in rows for k in r["kinds"]} >= {"right", "wrong", "equal", "missing"}
+    kinds = [k for r in rows for k in r["kinds"]]
+    assert len(contents) == 240 and set(kinds) >= {"right", "wrong", "equal", "missing", "pathological"}
     spec = RewardsSpec(variant="paper", funcs=["accuracy", "cosine", "length"], cosine_max_len=3584)
     acc, cos, ln = build_reward_funcs(spec)[0]
     got_acc, got_cos = [], []
