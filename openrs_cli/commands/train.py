@@ -21,8 +21,12 @@ def _print_plan(result, recipe_yaml: str) -> None:
     console.print(f"mode: {p.mode}; GPUs: {p.gpus}; machines: {p.num_machines}; training processes: "
                   f"{p.num_processes} ({p.processes_per_machine} per machine) on GPUs {list(p.train_gpus) or '-'}; "
                   f"vLLM server GPUs: {list(p.vllm_gpus) or '-'}", highlight=False)
-    for note in p.notes:
+    for note in p.notes + plan.notes:
         console.print(f"note: {escape(note)}", highlight=False)
+    if plan.disk:
+        from openrs_cli.train.disk import describe
+
+        console.print(f"disk: {escape(describe(plan.disk))}", highlight=False)
     console.rule("commands")
     for c in plan.commands:
         console.print(escape(f"[{c.role}] {c.shell()}"), highlight=False, soft_wrap=True)

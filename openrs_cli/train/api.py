@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from openrs_cli.errors import OpenrsError, RunDirError
 from openrs_cli.recipes import load_recipe
 from openrs_cli.tiny import check_model_ref
 from openrs_cli.train import rundir
-from openrs_cli.train.config import check_recipe
+from openrs_cli.train.config import check_recipe, flash_attn_missing
 from openrs_cli.train.launch import LaunchPlan, MultiNode, Runner, detect_gpus, plan_launch, popen_runner, run_plan
 
 VERSIONED = ("torch", "transformers", "trl", "accelerate", "deepspeed", "datasets", "vllm", "math-verify",
@@ -84,12 +85,17 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
     plan = plan_launch(resolved, rd, gpus=n_gpus, multinode=multinode, resume_from=resume_from,
                        extra_env=None, visible_devices=None if dry_run and gpus is not None
                        else os.environ.get("CUDA_VISIBLE_DEVICES"),
-                       device_order=os.environ.get("CUDA_DEVICE_ORDER"))
+                       device_order=os.environ.get("CUDA_DEVICE_ORDER"), cli_keys=_cli_keys(overrides, rd, resume))
     if not cost:
         plan = _with_worker_flag(plan, "--no-cost")
     from openrs_cli.train.config import check_against_trl
 
     check_against_trl(plan.grpo)
+    missing = flash_attn_missing(resolved)
+    if missing and not dry_run:  # before the run directory exists: the model load would fail mid-launch
+        raise OpenrsError(missing)
+    if missing:
+        plan = replace(plan, notes=plan.notes + (missing,))
     result = TrainResult(plan, resumed_from=str(resume_from) if resume_from else None)
     if dry_run:
         return result
@@ -142,6 +148,20 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
         if monitor is not None:
             monitor.close(status)
     return result
+
+
+def _cli_keys(overrides: list[str], rd: Path, resume: bool) -> frozenset[str]:
+    """Recipe keys set on the command line: this launch's overrides and, on --resume, those of the run's earlier
+    launches (launch.json), so a resumed run keeps what its first launch was told."""
+    given = list(overrides)
+    if resume:
+        try:
+            launch = json.loads((rd / "launch.json").read_text(encoding="utf-8"))
+            for earlier in [launch, *launch.get("history", [])]:
+                given += earlier.get("overrides") or []
+        except (OSError, ValueError, AttributeError):  # no or unreadable launch.json: this launch's overrides only
+            pass
+    return frozenset(o.split("=", 1)[0].strip() for o in given if isinstance(o, str))
 
 
 def _with_worker_flag(plan: LaunchPlan, flag: str) -> LaunchPlan:

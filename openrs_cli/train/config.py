@@ -161,12 +161,17 @@ def check_recipe(recipe: Recipe, ref: str | None = None, overrides: list[str] | 
     check_against_trl(grpo_kwargs(recipe, recipe.output.output_dir or f"runs/{recipe.name}"))
 
 
+def flash_attn_installed() -> bool:
+    """Whether the flash-attn package is importable (found, not imported: it loads CUDA)."""
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
 def flash_attn_missing(recipe: Recipe) -> str | None:
     """Why this machine cannot load the recipe's model, when it asks for flash_attention_2 and the flash-attn
     package is absent (transformers would fail mid-launch, after the run directory and vLLM started); else None."""
-    import importlib.util
-
-    if recipe.model.attn_implementation != "flash_attention_2" or importlib.util.find_spec("flash_attn"):
+    if recipe.model.attn_implementation != "flash_attention_2" or flash_attn_installed():
         return None
     return (f"recipe '{recipe.name}' sets model.attn_implementation=flash_attention_2 but the flash-attn package is "
             f"not installed here; add model.attn_implementation=sdpa (PyTorch's fused attention) or install "

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from openrs_cli.cost.backend import device_order_env
@@ -26,6 +26,7 @@ from openrs_cli.errors import OpenrsError, RecipeError
 from openrs_cli.recipes import accelerate_config_path
 from openrs_cli.recipes.schema import Recipe
 from openrs_cli.train.config import grpo_kwargs
+from openrs_cli.train.disk import estimate as disk_estimate
 
 WORKER_MODULE = "openrs_cli.train.worker"
 VLLM_PORT = 8000
@@ -76,6 +77,8 @@ class LaunchPlan:
     commands: tuple[Command, ...]
     grpo: dict
     resume_from: str | None = None
+    disk: dict | None = None  # train.disk.estimate: checkpoint sizes, how many are kept, the peak
+    notes: tuple[str, ...] = ()  # about the run, not the placement (e.g. a package the recipe needs)
 
     def command(self, role: str) -> Command | None:
         return next((c for c in self.commands if c.role == role), None)
@@ -112,7 +115,7 @@ def place(recipe: Recipe, gpus: int, multinode: MultiNode = MultiNode()) -> Plac
         ranks = min(lch.num_processes, gpus)
         train, vllm = tuple(range(ranks)), ()
         mode = "gpu+vllm-colocate" if gen.use_vllm else "gpu"
-        if gen.use_vllm and gen.vllm_gpu_memory_utilization > 0.5:
+        if gen.use_vllm and gen.vllm_mode == "colocate" and gen.vllm_gpu_memory_utilization > 0.5:
             notes.append(f"colocated vLLM takes generation.vllm_gpu_memory_utilization="
                          f"{gen.vllm_gpu_memory_utilization} of each training GPU; lower it (e.g. 0.3) to leave "
                          f"room for training")
@@ -150,18 +153,48 @@ def _device_list(indices: tuple[int, ...], visible: str | None) -> str:
     return ",".join(parent[i] if i < len(parent) else str(i) for i in indices)
 
 
+# vLLM's share of each training GPU when a server recipe falls back to colocated vLLM (too few GPUs). The recipe's
+# 0.7 was sized for a GPU of its own; inside a training GPU it would leave 30 % for the policy, whose ZeRO-2 states
+# alone take ~16 bytes per parameter (~28 GB for the 1.78B parameters of DeepSeek-R1-Distill-Qwen-1.5B: bf16
+# weights and gradients, fp32 master weights and Adam moments) before activations and logits. 0.3 still holds
+# vLLM's copy of the weights (~3.6 GB) and the KV cache of a rank's own completions (colocated, each rank generates
+# its 24 of exp3: 24 x 4608 tokens x 28 KiB = ~3 GiB).
+COLOCATE_FALLBACK_MEMORY = 0.3
+
+
+def _colocate_fallback(recipe: Recipe, placement: Placement, cli_keys: frozenset[str]) -> tuple[Recipe, Placement]:
+    """A server-mode recipe placed with colocated vLLM: vllm_mode=colocate and, on GPUs, vLLM's memory share
+    lowered to COLOCATE_FALLBACK_MEMORY unless the command line set it; the placement notes say which."""
+    g = recipe.generation
+    update: dict = {"vllm_mode": "colocate"}
+    key = "generation.vllm_gpu_memory_utilization"
+    if placement.mode == "gpu+vllm-colocate" and g.vllm_gpu_memory_utilization > COLOCATE_FALLBACK_MEMORY:
+        if key in cli_keys:
+            note = (f"colocated vLLM takes {key}={g.vllm_gpu_memory_utilization} (set on the command line) of each "
+                    f"training GPU")
+        else:
+            update["vllm_gpu_memory_utilization"] = COLOCATE_FALLBACK_MEMORY
+            note = (f"{key} lowered from the recipe's {g.vllm_gpu_memory_utilization} (sized for a GPU of its own) to "
+                    f"{COLOCATE_FALLBACK_MEMORY}, so each training GPU keeps room for the policy's optimizer states; "
+                    f"set {key}=X on the command line to choose")
+        placement = replace(placement, notes=placement.notes + (note,))
+    return recipe.model_copy(update={"generation": g.model_copy(update=update)}), placement
+
+
 def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: MultiNode = MultiNode(),
                 resume_from: str | Path | None = None, extra_env: dict[str, str] | None = None,
-                visible_devices: str | None = None, device_order: str | None = None) -> LaunchPlan:
+                visible_devices: str | None = None, device_order: str | None = None,
+                cli_keys: frozenset[str] = frozenset()) -> LaunchPlan:
     """The full launch plan (pure: nothing is started, no heavy import). `visible_devices` and `device_order` are
     the parent's CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER, if any: without an order, GPU commands get
-    CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA's indices are NVML's and the cost ledger names the right GPUs."""
+    CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA's indices are NVML's and the cost ledger names the right GPUs.
+    `cli_keys` are the recipe keys the user set on the command line (e.g. generation.vllm_gpu_memory_utilization):
+    the plan never adjusts those."""
     run_dir = Path(run_dir)
     recipe_path = run_dir / "recipe.yaml"
     placement = place(recipe, gpus, multinode)
     if placement.mode == "gpu+vllm-colocate" and recipe.generation.vllm_mode == "server":
-        recipe = recipe.model_copy(update={"generation": recipe.generation.model_copy(
-            update={"vllm_mode": "colocate"})})
+        recipe, placement = _colocate_fallback(recipe, placement, cli_keys)
     server = placement.mode == "gpu+vllm-server"
     grpo = grpo_kwargs(recipe, run_dir, vllm_host="127.0.0.1" if server else None, vllm_port=VLLM_PORT)
     cfg = accelerate_config_path(recipe.launch.accelerate_config)
@@ -198,7 +231,7 @@ def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: Mu
         vllm_env = {"CUDA_VISIBLE_DEVICES": _device_list(placement.vllm_gpus, visible_devices), **order}
         commands.insert(0, Command("vllm", tuple(vargv), vllm_env))
     return LaunchPlan(recipe.name, str(run_dir), str(recipe_path), placement, tuple(commands), grpo,
-                      str(resume_from) if resume_from else None)
+                      str(resume_from) if resume_from else None, disk=disk_estimate(recipe, cfg))
 
 
 def detect_gpus() -> list[dict]:

@@ -393,3 +393,125 @@ def test_training_arguments_keys_cover_what_openrs_passes():
             kw = grpo_kwargs(load_recipe(name, over if name != "tiny" else []), "runs/x")
             assert {k for k in kw if k in tf_fields} <= TRAINING_ARGUMENTS_KEYS
             assert not (set(kw) & TRAINING_ARGUMENTS_KEYS) - tf_fields
+
+
+SHIPPED_PLANS = [(n, g) for n in ("exp1", "exp2", "exp3", "qwen3-1.7b") for g in (1, 2, 4, 8)] + [("tiny", 0)]
+
+
+@pytest.mark.parametrize("name, gpus", SHIPPED_PLANS)
+def test_every_shipped_plan_builds_a_real_grpoconfig(name, gpus, monkeypatch):
+    """The installed TRL + transformers take each shipped recipe's plan, as the worker reads it from launch.json."""
+    import transformers.training_args
+
+    from openrs_cli.train.api import train
+    from openrs_cli.train.config import build_grpo_config
+
+    # the one device check in TrainingArguments.__post_init__: answered as on the GPU machine the plan is for
+    monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda: True)
+    plan = train(name, dry_run=True, gpus=gpus).plan
+    cfg = build_grpo_config(json.loads(json.dumps(plan.grpo)))
+    assert cfg.max_steps == plan.grpo["max_steps"] and cfg.use_vllm == plan.grpo["use_vllm"]
+    if plan.grpo["use_vllm"]:
+        assert cfg.vllm_mode == ("server" if plan.placement.vllm_gpus else "colocate")
+        assert cfg.vllm_gpu_memory_utilization == plan.grpo["vllm_gpu_memory_utilization"]
+
+
+def test_dry_run_cli_one_gpu(cli, tmp_path):
+    code, out, err = cli("train", "exp3", "--dry-run", "--gpus", "1", "--run-dir", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "gpu+vllm-colocate" in out and "vllm_mode = 'colocate'" in out and "vllm-serve" not in out
+    assert "vllm_gpu_memory_utilization = 0.3" in out and "disk: ~72 GB" in out.replace("\n", " ")
+    assert not (tmp_path / "r").exists()
+
+
+def test_colocate_fallback_lowers_vllm_memory_unless_the_command_line_set_it():
+    """A server recipe on too few GPUs runs vLLM inside each training GPU: the recipe's 0.7 (sized for a GPU of its
+    own) would leave too little for ZeRO-2 states, so the plan uses 0.3 and says so; a value given on the
+    command line is kept."""
+    from openrs_cli.train.api import train
+    from openrs_cli.train.launch import COLOCATE_FALLBACK_MEMORY
+
+    plan = train("exp3", dry_run=True, gpus=1).plan
+    assert plan.grpo["vllm_mode"] == "colocate" and plan.grpo["vllm_gpu_memory_utilization"] == COLOCATE_FALLBACK_MEMORY
+    assert any("lowered from the recipe's 0.7" in n for n in plan.placement.notes)
+    plan = train("exp3", ["generation.vllm_gpu_memory_utilization=0.6"], dry_run=True, gpus=1).plan
+    assert plan.grpo["vllm_gpu_memory_utilization"] == 0.6
+    assert not any("lowered" in n for n in plan.placement.notes)
+    assert train("exp3", dry_run=True, gpus=4).plan.grpo["vllm_gpu_memory_utilization"] == 0.7  # a GPU of its own
+    plan = train("exp3", ["generation.vllm_mode=colocate"], dry_run=True, gpus=4).plan  # colocate by choice
+    assert plan.grpo["vllm_gpu_memory_utilization"] == 0.7 and any("e.g. 0.3" in n for n in plan.placement.notes)
+
+
+def test_resume_keeps_the_memory_share_its_first_launch_was_given(tmp_path, monkeypatch):
+    import openrs_cli.train.api as api
+
+    monkeypatch.setattr(api, "detect_gpus", lambda: [{"index": 0, "name": "fake"}])
+    rd = tmp_path / "run"
+    first = api.train("exp3", ["generation.vllm_gpu_memory_utilization=0.6", "model.attn_implementation=sdpa"],
+                      run_dir=rd, cost=False, runner=_done_runner)
+    assert first.plan.grpo["vllm_gpu_memory_utilization"] == 0.6
+    again = api.train("exp3", run_dir=rd, resume=True, cost=False, runner=_done_runner)
+    assert again.plan.grpo["vllm_gpu_memory_utilization"] == 0.6
+
+
+def test_flash_attention_without_flash_attn(tmp_path, monkeypatch, cli):
+    """exp3 asks for flash_attention_2: without the package the plan says so (dry run) and a real run is refused in
+    one line naming the override, before the run directory exists."""
+    import openrs_cli.train.api as api
+    import openrs_cli.train.config as config
+
+    monkeypatch.setattr(config, "flash_attn_installed", lambda: False)
+    code, out, err = cli("train", "exp3", "--dry-run", "--gpus", "4")
+    assert code == 0 and "flash-attn" in out and "model.attn_implementation=sdpa" in out.replace("\n", " ")
+    monkeypatch.setattr(api, "detect_gpus", lambda: [{"index": 0, "name": "fake"}])  # colocated: no server to wait for
+    started = []
+    with pytest.raises(OpenrsError) as e:
+        api.train("exp3", run_dir=tmp_path / "r", cost=False, runner=lambda c, log: started.append(c) or _Done())
+    assert "model.attn_implementation=sdpa" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "r").exists() and started == []
+    res = api.train("exp3", ["model.attn_implementation=sdpa"], run_dir=tmp_path / "r", cost=False,
+                    runner=_done_runner)
+    assert res.returncode == 0 and res.plan.notes == ()
+    monkeypatch.setattr(config, "flash_attn_installed", lambda: True)
+    assert api.train("exp3", dry_run=True, gpus=4).plan.notes == ()
+
+
+def test_disk_estimate_for_the_paper_recipes_and_their_retention():
+    from openrs_cli.recipes import accelerate_config_path
+    from openrs_cli.train.disk import estimate
+
+    zero2 = accelerate_config_path("zero2")
+    d = estimate(load_recipe("exp3"), zero2)
+    # per parameter: bf16 weights 2 + fp32 Adam moments 8 + fp32 master weights 4 + ZeRO-2's weights copy 2 bytes
+    assert d["params_b"] == 1.5 and d["checkpoint_gb"] == pytest.approx(24) and d["checkpoints_saved"] == 10
+    assert d["checkpoints_kept"] == 2 and d["peak_gb"] == pytest.approx(72)  # 2 kept + the one being written
+    for name in ("exp1", "exp2", "qwen3-1.7b"):
+        assert load_recipe(name).output.save_total_limit == 2
+    every = estimate(load_recipe("exp3", ["output.save_total_limit=null"]), zero2)
+    assert every["checkpoints_kept"] == 10 and every["peak_gb"] == pytest.approx(243)  # + final/ 3 GB
+    unknown = estimate(load_recipe("exp3", ["model.id=someone/mystery-model"]), zero2)
+    assert unknown["peak_gb"] is None and unknown["checkpoints_kept"] == 2
+
+
+def test_disk_estimate_matches_real_files_without_deepspeed(tmp_path, tiny_model_dir):
+    """Without DeepSpeed a checkpoint is the weights plus torch AdamW's two moments in the weights' dtype: checked
+    against the files transformers and torch really write for the tiny model (its size read from safetensors)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from openrs_cli.recipes import accelerate_config_path
+    from openrs_cli.train.disk import estimate
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters())
+    ids = torch.tensor([[1, 2, 3, 4]])
+    model(ids, labels=ids).loss.backward()
+    opt.step()
+    ckpt = tmp_path / "checkpoint-1"
+    model.save_pretrained(ckpt)
+    torch.save(opt.state_dict(), ckpt / "optimizer.pt")
+    written = sum(f.stat().st_size for f in ckpt.iterdir())
+    d = estimate(load_recipe("tiny", [f"model.id={tiny_model_dir}"]), accelerate_config_path("cpu"))
+    assert d["params_b"] * 1e9 == sum(p.numel() for p in model.parameters())
+    assert d["checkpoint_gb"] * 1e9 == pytest.approx(written, rel=0.05)
+    assert d["final_gb"] * 1e9 == pytest.approx((ckpt / "model.safetensors").stat().st_size, rel=0.05)
