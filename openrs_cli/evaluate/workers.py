@@ -83,6 +83,10 @@ class Worker:
             except Exception:
                 pass
         self.proc.join(5)
+        if self._seen:
+            import psutil
+
+            psutil.wait_procs(self._seen, timeout=5)  # the kills have landed when close() returns
         for q in (self.inbox, self.outbox):
             q.cancel_join_thread()
             q.close()
