@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 OPENRS := $(VENV)/bin/openrs
 STAMP  := $(VENV)/.openrs-installed
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench report
 
 install: $(STAMP)
 
@@ -42,3 +42,9 @@ lint: install
 
 bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# reports/paper: the paper's report as `openrs report` writes it with no inputs (kept in the repository; a test
+# fails when it is stale), and README.md's Table 2 copied from it.
+report: install
+	$(OPENRS) report --out reports/paper --no-timestamp
+	$(PY) scripts/sync_readme_report.py

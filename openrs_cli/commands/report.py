@@ -25,13 +25,16 @@ def report(
                                                          "`openrs report` did not write)")] = Path("openrs-report"),
     formats: Annotated[str | None, typer.Option(
         "--format", "-f", help="Comma-separated subset of md,latex,csv,png,svg,html (default: all)")] = None,
+    timestamp: Annotated[bool, typer.Option(
+        "--timestamp/--no-timestamp", help="Say when the report was generated (--no-timestamp: for a report kept "
+                                           "in version control, e.g. reports/paper)")] = True,
 ) -> None:
     from openrs_cli.report import build_report, parse_formats, show_path
 
     fmts = parse_formats(formats)
     with console.status("rendering the report") as status:
         res = build_report(results or [], runs or [], out, fmts,
-                           on_progress=lambda msg: status.update(f"rendering {escape(msg)}"))
+                           on_progress=lambda msg: status.update(f"rendering {escape(msg)}"), timestamp=timestamp)
     for note in dict.fromkeys(res.notes):
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     main = [p for p in res.files if p.name in ("report.md", "report.html")]

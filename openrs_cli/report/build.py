@@ -2,7 +2,7 @@
 
 Layout of the output directory (default `openrs-report/` under the current directory):
     report.md, report.html (self-contained), tables/{table2,table34}.{md,tex,csv},
-    figures/<name>.{png,svg}, .openrs-report (marker: this directory is openrs output and may be rewritten).
+    figures/<name>.{png,svg}, figures/data.json (what each figure shows, as numbers), .openrs-report (marker: this directory is openrs output and may be rewritten).
 A directory that exists, is not empty and has no marker is refused, so nothing the user made is overwritten;
 every file is written to a temporary name and moved into place.
 """
@@ -63,8 +63,11 @@ def build_report(
     out: Path = DEFAULT_OUT,
     formats: tuple[str, ...] = ALL_FORMATS,
     on_progress: Callable[[str], None] | None = None,
+    timestamp: bool = True,
 ) -> ReportResult:
-    """Render every table and figure in `formats` into `out`; returns the files written and notes for the user."""
+    """Render every table and figure in `formats` into `out`; returns the files written and notes for the user.
+
+    timestamp=False leaves the generation time out of report.md/html, for a report kept in version control."""
     t0 = time.perf_counter()
     say = on_progress or (lambda _msg: None)
     user = collect(list(results or []), list(runs or []))
@@ -96,15 +99,23 @@ def build_report(
         for f in figs:
             res.files += [write_atomic(out / "figures" / f"{f.name}.{ext}", f.data[ext]) for ext in want_images]
             res.notes += f.notes
+        if want_images:
+            import json
+
+            data = {f.name: f.plotted for f in figs}
+            res.files.append(write_atomic(out / "figures" / "data.json",
+                                          json.dumps(data, indent=1, sort_keys=True) + "\n"))
     from openrs_cli.report import document
 
     if "md" in formats:
         say("report.md")
         res.files.append(write_atomic(out / "report.md", document.markdown(table_text, figs, user, res.notes,
-                                                                          image_ext=_md_image_ext(want_images))))
+                                                                          image_ext=_md_image_ext(want_images),
+                                                                          timestamp=timestamp)))
     if "html" in formats:
         say("report.html")
-        res.files.append(write_atomic(out / "report.html", document.html(table_text, figs, user, res.notes)))
+        res.files.append(write_atomic(out / "report.html", document.html(table_text, figs, user, res.notes,
+                                                                      timestamp=timestamp)))
     res.seconds = time.perf_counter() - t0
     return res
 

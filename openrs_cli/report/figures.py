@@ -47,6 +47,44 @@ class RenderedFigure:
     caption: str
     data: dict[str, bytes] = field(default_factory=dict)  # ext -> encoded image
     notes: list[str] = field(default_factory=list)
+    plotted: dict = field(default_factory=dict)  # what was drawn, as data (see `plotted`)
+
+
+def _num(x) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if v != v else round(v, 4)
+
+
+def plotted(fig) -> dict:
+    """The data a figure shows, independent of how matplotlib renders it: per panel its title, axis labels and
+    scales, tick labels, and every line, point, bar and text drawn (text positions left out: label placement is
+    layout, not data). Written next to the images as figures/data.json; the reports/ staleness test compares it."""
+    from matplotlib.collections import LineCollection, PathCollection
+    from matplotlib.patches import Rectangle
+
+    panels = []
+    for ax in fig.axes:
+        p = {"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+             "xscale": ax.get_xscale(), "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
+             "lines": [], "points": [], "bars": [], "errorbars": [], "texts": sorted(t.get_text() for t in ax.texts)}
+        for ln in ax.get_lines():
+            xy = [[_num(a), _num(b)] for a, b in ln.get_xydata()]
+            p["lines"].append({"color": str(ln.get_color()), "style": str(ln.get_linestyle()), "xy": xy})
+        for c in ax.collections:
+            if isinstance(c, PathCollection):
+                p["points"] += [[_num(a), _num(b)] for a, b in c.get_offsets()]
+            elif isinstance(c, LineCollection):
+                p["errorbars"] += [[[_num(a), _num(b)] for a, b in seg] for seg in c.get_segments()]
+        for patch in ax.patches:
+            if isinstance(patch, Rectangle):
+                p["bars"].append([_num(patch.get_x()), _num(patch.get_y()), _num(patch.get_width()),
+                                  _num(patch.get_height())])
+        panels.append(p)
+    return {"suptitle": fig._suptitle.get_text() if fig._suptitle else None, "panels": panels,
+            "legend": [t.get_text() for leg in fig.legends for t in leg.get_texts()]}
 
 
 def colors(rows: list[ModelRow], series: list[Series]) -> dict[str, str]:
@@ -301,6 +339,7 @@ def render_all(rows, series, runs, exts: list[str], on_progress: Callable[[str],
             fig = Figure(figsize=size, dpi=DPI)
             FigureCanvasAgg(fig)  # Agg, without pyplot's global state
             rf = RenderedFigure(name=name, title=title, caption=caption, notes=draw(fig) or [])
+            rf.plotted = plotted(fig)
             for ext in exts:
                 buf = io.BytesIO()
                 fig.savefig(buf, format=ext, dpi=DPI, metadata={"Date": None} if ext == "svg" else {"Software": None})
