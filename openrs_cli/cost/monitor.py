@@ -279,8 +279,10 @@ def open_monitor(run_dir, *, kind: str, gpu_indices=None, backend=None, interval
                  heartbeat_s: float = HEARTBEAT_S, clock=None, thread: bool = True) -> Monitor:
     """The node's sampler for a run: covers every allocated GPU (gpu_indices, else CUDA_VISIBLE_DEVICES, else all).
 
-    backend: None/"auto" (NVML if it initialises, else null with one warning), "pynvml", "null", "fake:<json>",
-    or a backend object. Never raises because of a missing GPU or driver.
+    gpu_indices: CUDA indices as this process numbers them (mapped through CUDA_VISIBLE_DEVICES) or UUID strings;
+    exactly those are billed, on every backend ([] bills none: a CPU run). backend: None/"auto" (NVML if it
+    initialises, else null with one warning), "pynvml", "null", "fake:<json>", or a backend object (resolved
+    against gpu_indices when given). Never raises because of a missing GPU or driver.
     """
     be = select_backend(gpu_indices, backend, host=host_name(), clock=clock)
     return Monitor(run_dir, kind=kind, backend=be, clock=clock, interval_s=interval_s, heartbeat_s=heartbeat_s,
