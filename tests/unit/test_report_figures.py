@@ -122,8 +122,8 @@ def test_default_report_without_arguments(tmp_path, monkeypatch, cli):
     assert "wrote 17 files to openrs-report/" in out
     rep = tmp_path / "openrs-report"
     figs = sorted(p.name for p in (rep / "figures").iterdir())
-    assert figs == sorted(f"{n}.{e}" for n in ("average", "benchmarks", "checkpoints", "figure1")
-                          for e in ("png", "svg"))
+    assert figs == sorted([f"{n}.{e}" for n in ("average", "benchmarks", "checkpoints", "figure1")
+                           for e in ("png", "svg")] + ["data.json"])
     md = (rep / "report.md").read_text()
     assert "This is the paper's own data" in md and "Open-RS3 (50 steps)" in md
     assert (rep / "report.html").read_text().count("data:image/png;base64,") == 4
