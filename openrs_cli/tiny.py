@@ -98,9 +98,14 @@ def cache_root() -> Path:
     return Path(os.environ.get("OPENRS_CACHE", Path.home() / ".cache" / "openrs"))
 
 
+def tiny_model_dir(seed: int = 0) -> Path:
+    """Where the tiny model is cached (it may not be built yet: ensure_tiny_model builds it)."""
+    return cache_root() / f"tiny-qwen2-v{TINY_VERSION}-seed{seed}"
+
+
 def ensure_tiny_model(seed: int = 0) -> Path:
     """The cached tiny model directory, built on first use (atomically: concurrent callers are safe)."""
-    target = cache_root() / f"tiny-qwen2-v{TINY_VERSION}-seed{seed}"
+    target = tiny_model_dir(seed)
     if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -63,3 +63,33 @@ def run_openrs(*args: str, cwd: str | Path | None = None, timeout: float = 600, 
         [sys.executable, "-c", "from openrs_cli.main import run; run()", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+@pytest.fixture()
+def health_server():
+    """A local HTTP server on 127.0.0.1 standing in for vLLM's GET /health: `statuses` lists the status codes of
+    the first answers (then 200, or `then`); `hits` counts the requests."""
+    import http.server
+    import threading
+
+    class State:
+        statuses: list[int] = []
+        then = 200
+        hits = 0
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            State.hits += 1
+            code = State.statuses.pop(0) if State.statuses else State.then
+            self.send_response(code if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    State.port = srv.server_address[1]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield State
+    srv.shutdown()
+    srv.server_close()

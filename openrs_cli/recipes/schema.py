@@ -41,6 +41,12 @@ class GenerationSpec(_Strict):
     vllm_mode: Literal["server", "colocate"] = "server"
     vllm_gpu_memory_utilization: float = Field(0.7, gt=0, le=1)
     vllm_max_model_len: int | None = Field(None, gt=0)
+    vllm_server_host: str = Field("127.0.0.1", min_length=1, description=(
+        "Address the vLLM server listens on (server mode); 127.0.0.1 keeps its weight-update endpoints "
+        "local, 0.0.0.0 opens them to the network"))
+    vllm_server_timeout: float = Field(600.0, gt=0, description=(
+        "Seconds openrs waits for the vLLM server's health endpoint before starting training (server mode; "
+        "also TRL's vllm_server_timeout)"))
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     num_generations: int = Field(6, ge=2)
@@ -95,7 +101,8 @@ class LaunchSpec(_Strict):
     accelerate_config: str = Field("zero2", description="zero2, zero3, ddp, or a path to an accelerate YAML")
     num_processes: int = Field(3, gt=0, description="Training processes (ranks)")
     vllm_gpus: int = Field(1, ge=0, description="GPUs reserved for the vLLM server (server mode)")
-    cpu: bool = Field(False, description="Run on CPU: one process, no vLLM")
+    cpu: bool = Field(False, description="Run on CPU: one process; vLLM (if generation.use_vllm) colocated, or as "
+                      "a CPU server with vllm_mode=server and vllm_gpus >= 1")
 
 
 class Recipe(_Strict):
@@ -134,10 +141,7 @@ class Recipe(_Strict):
                 f"{procs} processes x gradient_accumulation_steps {o.gradient_accumulation_steps}) is not divisible "
                 f"by generation.num_generations {g.num_generations}; change one of them"
             )
-        if lch.cpu and g.use_vllm:
-            raise ValueError("launch.cpu is true but generation.use_vllm is true; vLLM needs a GPU: set "
-                             "generation.use_vllm=false")
-        if g.use_vllm and g.vllm_mode == "server" and lch.vllm_gpus < 1:
+        if g.use_vllm and g.vllm_mode == "server" and lch.vllm_gpus < 1 and not lch.cpu:
             raise ValueError("generation.vllm_mode=server needs launch.vllm_gpus >= 1; or set "
                              "generation.vllm_mode=colocate")
         if g.vllm_max_model_len is not None and g.vllm_max_model_len < g.max_prompt_length + g.max_completion_length:

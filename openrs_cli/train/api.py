@@ -15,7 +15,7 @@ from pathlib import Path
 
 from openrs_cli.errors import OpenrsError, RunDirError
 from openrs_cli.recipes import load_recipe
-from openrs_cli.tiny import check_model_ref
+from openrs_cli.tiny import TINY_ID, check_model_ref
 from openrs_cli.train import rundir
 from openrs_cli.train.config import check_recipe, flash_attn_missing
 from openrs_cli.train.launch import LaunchPlan, MultiNode, Runner, detect_gpus, plan_launch, popen_runner, run_plan
@@ -134,6 +134,10 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
             monitor = open_monitor(rd, kind="train", gpu_indices=allocated)
         except Exception as e:  # cost accounting must never stop training
             result.notes.append(f"cost sampler disabled: {e}")
+    if plan.command("vllm") and resolved.model.id == TINY_ID:
+        from openrs_cli.tiny import ensure_tiny_model
+
+        ensure_tiny_model()  # the server loads the tiny model's directory before the worker would build it
     if runner is popen_runner:  # the children inherit the lock: it lives exactly as long as any of them
         runner = functools.partial(popen_runner, pass_fds=(lock_fd,))
     status = "error"

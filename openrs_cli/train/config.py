@@ -70,6 +70,8 @@ FIELD_MAP: dict[str, str] = {
     "generation.vllm_mode": "grpo:vllm_mode",
     "generation.vllm_gpu_memory_utilization": "grpo:vllm_gpu_memory_utilization (server: trl vllm-serve)",
     "generation.vllm_max_model_len": "grpo:vllm_max_model_length (server: trl vllm-serve --max_model_len)",
+    "generation.vllm_server_host": "launch:trl vllm-serve --host (and grpo:vllm_server_host, server mode)",
+    "generation.vllm_server_timeout": "grpo:vllm_server_timeout (and openrs's wait for the server's /health)",
     "generation.temperature": "grpo:temperature",
     "generation.top_p": "grpo:top_p",
     "generation.num_generations": "grpo:num_generations",
@@ -111,7 +113,7 @@ FIELD_MAP: dict[str, str] = {
     "launch.accelerate_config": "launch:accelerate launch --config_file",
     "launch.num_processes": "launch:accelerate launch --num_processes",
     "launch.vllm_gpus": "launch:GPUs given to trl vllm-serve",
-    "launch.cpu": "grpo:use_cpu (and one process, no vLLM)",
+    "launch.cpu": "grpo:use_cpu (and one process; vLLM colocated, or a CPU server)",
 }
 
 
@@ -195,7 +197,7 @@ def checkpointing_field(transformers_version: str | None = None) -> str:
 
 
 def grpo_kwargs(recipe: Recipe, run_dir: str | Path, *, vllm_host: str | None = None,
-                vllm_port: int = 8000) -> dict:
+                vllm_port: int = 8000, vllm_group_port: int = 51216) -> dict:
     """The exact keyword arguments openrs passes to `trl.GRPOConfig` for this recipe (pure; no TRL import)."""
     m, g, o, out = recipe.model, recipe.generation, recipe.optim, recipe.output
     ckpt = checkpointing_field()
@@ -245,9 +247,14 @@ def grpo_kwargs(recipe: Recipe, run_dir: str | Path, *, vllm_host: str | None = 
         kw["vllm_mode"] = g.vllm_mode
         kw["vllm_gpu_memory_utilization"] = g.vllm_gpu_memory_utilization
         kw["vllm_max_model_length"] = g.vllm_max_model_len
+        if recipe.launch.cpu and g.vllm_max_model_len is None:
+            # vLLM-CPU would size its KV cache for the model's whole context (max_position_embeddings)
+            kw["vllm_max_model_length"] = g.max_prompt_length + g.max_completion_length
         if g.vllm_mode == "server":
-            kw["vllm_server_host"] = vllm_host or "127.0.0.1"
+            kw["vllm_server_host"] = vllm_host or g.vllm_server_host
             kw["vllm_server_port"] = vllm_port
+            kw["vllm_server_timeout"] = g.vllm_server_timeout
+            kw["vllm_group_port"] = vllm_group_port
     if out.push_to_hub:
         kw["hub_strategy"] = "every_save"  # the paper pushed every checkpoint
     return kw

@@ -1,11 +1,14 @@
 """The launcher: a pure plan (recipe + GPUs -> placement and the exact commands) and an injectable runner.
 
 `plan_launch` decides where things run, as the paper did: with 4 GPUs, 3 training ranks and TRL's vLLM server
-on the 4th; colocated vLLM when the recipe says so or only one GPU exists; on CPU one process and no vLLM. It
+on the 4th; colocated vLLM when the recipe says so or only one GPU exists; on CPU one process, with vLLM
+colocated (or a CPU vLLM server with vllm_mode=server and launch.vllm_gpus >= 1) when the recipe uses vLLM. It
 returns the `accelerate launch ... -m openrs_cli.train.worker --recipe <run_dir>/recipe.yaml` command, the
-`trl vllm-serve` command (server mode, with its own CUDA_VISIBLE_DEVICES) and the exact GRPOConfig values.
-`run_plan` starts them through a runner (a function returning a Popen-like object), tails metrics.jsonl for
-the progress callback, and always stops the vLLM server it started.
+`trl vllm-serve` command (server mode, with its own CUDA_VISIBLE_DEVICES, on 127.0.0.1 unless the recipe names a
+host, on ports free when planned) and the exact GRPOConfig values.
+`run_plan` starts them through a runner (a function returning a Popen-like object): the server first, then,
+once its /health answers, the training; it tails metrics.jsonl for the progress callback, and always stops the
+vLLM server it started, with every process below it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from openrs_cli.train.config import grpo_kwargs
 from openrs_cli.train.disk import estimate as disk_estimate
 
 WORKER_MODULE = "openrs_cli.train.worker"
-VLLM_PORT = 8000
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class LaunchPlan:
     commands: tuple[Command, ...]
     grpo: dict
     resume_from: str | None = None
+    vllm_server: dict | None = None  # server mode: host, port, group_port, health_url, timeout_s
     disk: dict | None = None  # train.disk.estimate: checkpoint sizes, how many are kept, the peak
     notes: tuple[str, ...] = ()  # about the run, not the placement (e.g. a package the recipe needs)
 
@@ -95,8 +98,19 @@ def place(recipe: Recipe, gpus: int, multinode: MultiNode = MultiNode()) -> Plac
     """Where training ranks and vLLM go on one machine with `gpus` GPUs (pure)."""
     lch, gen = recipe.launch, recipe.generation
     if lch.cpu:
-        notes = ("launch.cpu: one process on CPU, no vLLM",) if gpus else ()
-        return Placement("cpu", gpus, (), (), 1, multinode.num_machines, notes)
+        cpu_notes = [f"launch.cpu: one process on CPU{'' if gen.use_vllm else ', no vLLM'}"] if gpus else []
+        mode = "cpu"
+        if gen.use_vllm and gen.vllm_mode == "server" and lch.vllm_gpus >= 1:
+            mode = "cpu+vllm-server"
+            cpu_notes.append("on CPU the vLLM server runs as a CPU process, but TRL cannot sync weights to it "
+                             "(VLLMClient.init_communicator needs CUDA and raises NotImplementedError): training "
+                             "stops at start; use generation.vllm_mode=colocate on CPU")
+        elif gen.use_vllm:
+            mode = "cpu+vllm-colocate"
+            if gen.vllm_mode == "server":
+                cpu_notes.append("launch.vllm_gpus=0 reserves no vLLM server: vLLM runs colocated in the training "
+                                 "process (vllm_mode=colocate)")
+        return Placement(mode, gpus, (), (), 1, multinode.num_machines, tuple(cpu_notes))
     if gpus == 0:
         raise OpenrsError(
             f"recipe '{recipe.name}' needs GPUs but none were found; plan it for another machine with "
@@ -184,19 +198,30 @@ def _colocate_fallback(recipe: Recipe, placement: Placement, cli_keys: frozenset
 def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: MultiNode = MultiNode(),
                 resume_from: str | Path | None = None, extra_env: dict[str, str] | None = None,
                 visible_devices: str | None = None, device_order: str | None = None,
-                cli_keys: frozenset[str] = frozenset()) -> LaunchPlan:
-    """The full launch plan (pure: nothing is started, no heavy import). `visible_devices` and `device_order` are
+                ports: tuple[int, int] | None = None, cli_keys: frozenset[str] = frozenset()) -> LaunchPlan:
+    """The full launch plan (nothing is started, no heavy import). `visible_devices` and `device_order` are
     the parent's CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER, if any: without an order, GPU commands get
     CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA's indices are NVML's and the cost ledger names the right GPUs.
-    `cli_keys` are the recipe keys the user set on the command line (e.g. generation.vllm_gpu_memory_utilization):
-    the plan never adjusts those."""
+    `ports` = (vLLM server port, TRL weight-update group port); server mode without them picks two free ones, so
+    two runs on one machine do not collide on TRL's fixed 8000 / 51216. `cli_keys` are the recipe keys the user
+    set on the command line (e.g. generation.vllm_gpu_memory_utilization): the plan never adjusts those."""
     run_dir = Path(run_dir)
     recipe_path = run_dir / "recipe.yaml"
     placement = place(recipe, gpus, multinode)
-    if placement.mode == "gpu+vllm-colocate" and recipe.generation.vllm_mode == "server":
+    if placement.mode.endswith("vllm-colocate") and recipe.generation.vllm_mode == "server":
         recipe, placement = _colocate_fallback(recipe, placement, cli_keys)
-    server = placement.mode == "gpu+vllm-server"
-    grpo = grpo_kwargs(recipe, run_dir, vllm_host="127.0.0.1" if server else None, vllm_port=VLLM_PORT)
+    server = placement.mode.endswith("vllm-server")
+    vllm_server = None
+    if server:
+        port, group_port = ports or free_ports(2)
+        host = recipe.generation.vllm_server_host
+        connect = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # listening on all interfaces: use loopback
+        vllm_server = {"host": host, "port": port, "group_port": group_port,
+                       "health_url": f"http://{connect}:{port}/health",
+                       "timeout_s": recipe.generation.vllm_server_timeout}
+        grpo = grpo_kwargs(recipe, run_dir, vllm_host=connect, vllm_port=port, vllm_group_port=group_port)
+    else:
+        grpo = grpo_kwargs(recipe, run_dir)
     cfg = accelerate_config_path(recipe.launch.accelerate_config)
     argv = [_accelerate_bin(), "launch", "--config_file", str(cfg),
             "--num_processes", str(placement.num_processes),
@@ -206,10 +231,11 @@ def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: Mu
     if multinode.main_process_port:
         argv += ["--main_process_port", str(multinode.main_process_port)]
     argv += ["-m", WORKER_MODULE, "--recipe", str(recipe_path)]
-    if placement.mode == "gpu+vllm-colocate" and recipe.generation.vllm_mode == "colocate":
+    if placement.mode.endswith("vllm-colocate") and recipe.generation.vllm_mode == "colocate":
         argv += ["--vllm-mode", "colocate"]
     if server:
-        argv += ["--vllm-host", "127.0.0.1", "--vllm-port", str(VLLM_PORT)]
+        argv += ["--vllm-host", grpo["vllm_server_host"], "--vllm-port", str(grpo["vllm_server_port"]),
+                 "--vllm-group-port", str(grpo["vllm_group_port"])]
     if resume_from:
         argv += ["--resume-from", str(resume_from)]
     env = dict(extra_env or {})
@@ -217,21 +243,52 @@ def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: Mu
     if placement.train_gpus:
         env["CUDA_VISIBLE_DEVICES"] = _device_list(placement.train_gpus, visible_devices)
         env.update(order)
+    cpu_vllm = placement.mode.startswith("cpu+vllm")
+    if cpu_vllm:  # vLLM-CPU's KV cache, in GiB; unset, it would take a share of the machine's whole memory
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE") or "1")
     commands = [Command("train", tuple(argv), env)]
     if server and multinode.machine_rank == 0:
         g, m = recipe.generation, recipe.model
-        vargv = [_trl_bin(), "vllm-serve", "--model", m.id, "--revision", m.revision,
-                 "--tensor_parallel_size", str(len(placement.vllm_gpus)),
-                 "--port", str(VLLM_PORT), "--gpu_memory_utilization", str(g.vllm_gpu_memory_utilization),
+        vargv = [_trl_bin(), "vllm-serve", "--model", _served_model(m.id), "--revision", m.revision,
+                 "--tensor_parallel_size", str(max(1, len(placement.vllm_gpus))),
+                 "--host", vllm_server["host"], "--port", str(vllm_server["port"]),
+                 "--gpu_memory_utilization", str(g.vllm_gpu_memory_utilization),
                  "--dtype", m.dtype, "--enable_prefix_caching", "true"]
-        if g.vllm_max_model_len:
-            vargv += ["--max_model_len", str(g.vllm_max_model_len)]
+        if grpo.get("vllm_max_model_length"):
+            vargv += ["--max_model_len", str(grpo["vllm_max_model_length"])]
         if m.trust_remote_code:
             vargv += ["--trust_remote_code", "true"]
-        vllm_env = {"CUDA_VISIBLE_DEVICES": _device_list(placement.vllm_gpus, visible_devices), **order}
+        if cpu_vllm:
+            vllm_env = {"VLLM_CPU_KVCACHE_SPACE": env["VLLM_CPU_KVCACHE_SPACE"]}
+        else:
+            vllm_env = {"CUDA_VISIBLE_DEVICES": _device_list(placement.vllm_gpus, visible_devices), **order}
         commands.insert(0, Command("vllm", tuple(vargv), vllm_env))
     return LaunchPlan(recipe.name, str(run_dir), str(recipe_path), placement, tuple(commands), grpo,
-                      str(resume_from) if resume_from else None, disk=disk_estimate(recipe, cfg))
+                      str(resume_from) if resume_from else None, vllm_server, disk=disk_estimate(recipe, cfg))
+
+
+def free_ports(n: int) -> tuple[int, ...]:
+    """`n` distinct TCP ports that are free on this machine now (the kernel's choice, held open together)."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("", 0))
+            socks.append(s)
+        return tuple(s.getsockname()[1] for s in socks)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _served_model(model_id: str) -> str:
+    """The model reference `trl vllm-serve` loads: the tiny model's directory for `openrs-tiny` (built before
+    the server starts, by api.train), anything else unchanged."""
+    from openrs_cli.tiny import TINY_ID, tiny_model_dir
+
+    return str(tiny_model_dir()) if model_id == TINY_ID else model_id
 
 
 def detect_gpus() -> list[dict]:
@@ -258,42 +315,127 @@ def detect_gpus() -> list[dict]:
 Runner = Callable[[Command, Path], "subprocess.Popen"]
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: Linux sends SIGKILL when the launcher dies (no orphaned training)."""
-    try:
-        import ctypes
+def _die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
+    """For the child, before exec: Linux sends `sig` when the launcher dies (no orphaned training)."""
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux: the worker's own parent watchdog still applies
-        pass
+    def arm() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
+        except Exception:  # not Linux: the worker's own parent watchdog still applies
+            pass
+
+    return arm
 
 
 def popen_runner(cmd: Command, log_path: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
     """Start a command with its output in `log_path`, in its own process group (so it can be stopped whole).
 
-    `pass_fds` keeps the run directory's lock open in the children, so the lock lives as long as they do."""
+    `pass_fds` keeps the run directory's lock open in the children, so the lock lives as long as they do. The vLLM
+    server gets SIGTERM, not SIGKILL, when the launcher dies: killed outright, its EngineCore process lives on."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab")
     env = {**os.environ, **cmd.env}
-    return subprocess.Popen(list(cmd.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True, pass_fds=pass_fds, preexec_fn=_die_with_parent)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(list(cmd.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, pass_fds=pass_fds,
+                                preexec_fn=_die_with_parent(signal.SIGTERM if cmd.role == "vllm" else signal.SIGKILL))
+
+
+def _processes() -> list[tuple[int, str, int, int, str]]:
+    """(pid, state, ppid, process group, start time) of every process, from Linux's /proc; [] elsewhere."""
+    out = []
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return out
+    for name in entries:
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+        out.append((int(name), fields[0], int(fields[1]), int(fields[2]), fields[19]))
+    return out
+
+
+def _tree(pid: int) -> dict[int, str]:
+    """{pid: start time} of the live processes in `pid`'s process group or below it (the group a command was
+    started in, and anything that left it)."""
+    procs = [p for p in _processes() if p[1] != "Z"]
+    kids: dict[int, list[int]] = {}
+    for p in procs:
+        kids.setdefault(p[2], []).append(p[0])
+    start = {p[0]: p[4] for p in procs}
+    found, todo = set(), [pid] + [p[0] for p in procs if p[3] == pid]
+    while todo:
+        q = todo.pop()
+        if q not in found:
+            found.add(q)
+            todo.extend(kids.get(q, ()))
+    return {q: start[q] for q in found if q in start}
 
 
 def _stop(proc, grace_s: float = 30.0) -> None:
-    if proc.poll() is not None:
+    """Stop a command and every process it started: SIGTERM to its process group, up to `grace_s` for all of
+    them to exit, then SIGKILL to whatever is left (also what left the group or outlived its parent)."""
+    if not isinstance(getattr(proc, "pid", None), int) or proc.pid <= 0:  # not a real process (tests' fakes)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
         return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError, AttributeError, OSError):
-        proc.terminate()
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
+    tree = _tree(proc.pid)
+    if proc.poll() is None or tree:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGTERM)
         except OSError:
-            proc.kill()
-        proc.wait()
+            if proc.poll() is None:
+                proc.terminate()
+    deadline, alive = time.monotonic() + grace_s, list(tree)
+    while True:
+        proc.poll()  # reap the leader as soon as it exits
+        tree.update(_tree(proc.pid))
+        now = {p[0]: p[4] for p in _processes() if p[1] != "Z"}
+        alive = [q for q, st in tree.items() if now.get(q) == st]  # same start time: not a reused pid
+        if (proc.returncode is not None and not alive) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    for q in alive:
+        try:
+            os.kill(q, signal.SIGKILL)
+        except OSError:
+            pass
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def wait_for_server(url: str, timeout_s: float, proc, log_path: Path, poll_s: float = 1.0) -> None:
+    """Return once GET `url` answers 200 (vLLM's /health, which TRL's client polls too). One-line OpenrsError,
+    naming the server's log, when the server exits first or `timeout_s` passes."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local server: never via a proxy
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise OpenrsError(f"the vLLM server exited with code {proc.returncode} before it answered {url}; see "
+                              f"{log_path}")
+        try:
+            with opener.open(url, timeout=max(0.1, min(5.0, deadline - time.monotonic()))) as r:
+                if r.status == 200:
+                    return
+        except OSError:  # refused, reset, timed out, or an HTTP error status: not up yet
+            pass
+        if time.monotonic() >= deadline:
+            raise OpenrsError(f"the vLLM server did not answer {url} within {timeout_s:g} s, so training was not "
+                              f"started; see {log_path} (a slow start: raise generation.vllm_server_timeout)")
+        time.sleep(poll_s)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class _Tail:
@@ -321,17 +463,28 @@ class _Tail:
 
 def run_plan(plan: LaunchPlan, *, runner: Runner = popen_runner, on_event: Callable[[str, dict], None] | None = None,
              poll_s: float = 0.5) -> int:
-    """Start the plan's commands (vLLM server first), report metrics records, return the training exit code."""
+    """Start the plan's commands (the vLLM server first, training once the server answers its health check),
+    report metrics records, return the training exit code. Whatever happens (training ends or fails, the server
+    never comes up, Ctrl-C or SIGTERM), every process started here is stopped before this returns or raises."""
+    import threading
+
     emit = on_event or (lambda kind, data: None)
     run_dir = Path(plan.run_dir)
     logs = run_dir / "logs"
     procs = []
     tail = _Tail(run_dir / "metrics.jsonl")
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None  # SIGTERM: clean up too
     try:
         vllm_cmd = plan.command("vllm")
         if vllm_cmd:
-            procs.append(runner(vllm_cmd, logs / "vllm-serve.log"))
-            emit("started", {"role": "vllm", "log": str(logs / "vllm-serve.log")})
+            vlog = logs / "vllm-serve.log"
+            procs.append(runner(vllm_cmd, vlog))
+            emit("started", {"role": "vllm", "log": str(vlog)})
+            srv = plan.vllm_server or {}
+            if srv.get("health_url"):
+                wait_for_server(srv["health_url"], srv["timeout_s"], procs[0], vlog, poll_s=min(1.0, poll_s * 2))
+                emit("ready", {"role": "vllm", "url": srv["health_url"]})
         train = runner(plan.command("train"), logs / "train.log")
         procs.append(train)
         emit("started", {"role": "train", "log": str(logs / "train.log")})
@@ -350,3 +503,5 @@ def run_plan(plan: LaunchPlan, *, runner: Runner = popen_runner, on_event: Calla
     finally:
         for p in reversed(procs):
             _stop(p)
+        if main_thread and old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)

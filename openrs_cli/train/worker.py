@@ -108,8 +108,8 @@ def load_tokenizer(recipe):
     return tok
 
 
-def build_trainer(recipe, run_dir: Path, *, vllm_host=None, vllm_port=8000, rewards_factory=None, monitor=None,
-                  extra_callbacks=()):
+def build_trainer(recipe, run_dir: Path, *, vllm_host=None, vllm_port=8000, vllm_group_port=51216,
+                  rewards_factory=None, monitor=None, extra_callbacks=()):
     """Everything up to (not including) `trainer.train()`: returns (trainer, info dict).
 
     The GRPOConfig is the plan `openrs train` wrote to <run_dir>/launch.json (what --dry-run printed), reward
@@ -123,7 +123,7 @@ def build_trainer(recipe, run_dir: Path, *, vllm_host=None, vllm_port=8000, rewa
     if (Path(run_dir) / "launch.json").is_file():
         kwargs = planned_grpo(run_dir)
     else:
-        kwargs = grpo_kwargs(recipe, run_dir, vllm_host=vllm_host, vllm_port=vllm_port)
+        kwargs = grpo_kwargs(recipe, run_dir, vllm_host=vllm_host, vllm_port=vllm_port, vllm_group_port=vllm_group_port)
     tokenizer = load_tokenizer(recipe)
     funcs, _ = _load_rewards(recipe, tokenizer, rewards_factory)
     args = build_grpo_config(kwargs)
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume-from", default=None, help="checkpoint directory to resume from")
     ap.add_argument("--vllm-host", default=None)
     ap.add_argument("--vllm-port", type=int, default=8000)
+    ap.add_argument("--vllm-group-port", type=int, default=51216, help="TRL's weight-update group port")
     ap.add_argument("--vllm-mode", choices=["server", "colocate"], default=None,
                     help="override the recipe (the launcher's placement decided it)")
     ap.add_argument("--no-cost", action="store_true", help="do not record cost phases")
@@ -188,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         if monitor is not None:
             with monitor.phase("setup"):
                 trainer, info = build_trainer(recipe, run_dir, vllm_host=a.vllm_host, vllm_port=a.vllm_port,
-                                              monitor=monitor)
+                                              vllm_group_port=a.vllm_group_port, monitor=monitor)
         else:
-            trainer, info = build_trainer(recipe, run_dir, vllm_host=a.vllm_host, vllm_port=a.vllm_port)
+            trainer, info = build_trainer(recipe, run_dir, vllm_host=a.vllm_host, vllm_port=a.vllm_port,
+                                          vllm_group_port=a.vllm_group_port)
         if {"accuracy", "cosine", "length"} & set(recipe.rewards.funcs):
             from openrs_cli.grading import warm_up
 

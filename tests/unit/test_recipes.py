@@ -94,7 +94,6 @@ def test_yaml_floats_like_1e_6(tmp_path):
         ("rewards:\n  funcs: [format, cosine]\n  cosine_max_len: null\n", "cosine_max_len must be set"),
         ("rewards:\n  funcs: [acuracy]\n", "unknown reward 'acuracy'"),
         ("generation:\n  num_generations: 5\n", "global batch 72 (per_device_train_batch_size 6 x 3 processes x gradient_accumulation_steps 4) is not divisible by generation.num_generations 5"),
-        ("launch:\n  cpu: true\n", "vLLM needs a GPU"),
         ("generation:\n  vllm_max_model_len: 100\n", "vllm_max_model_len 100"),
         ("output:\n  push_to_hub: true\n", "hub_model_id"),
         ("launch:\n  vllm_gpus: 0\n", "vllm_mode=server needs"),

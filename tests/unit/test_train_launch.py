@@ -95,12 +95,13 @@ def test_placement_one_gpu_colocates_and_cpu_is_one_process():
 
 
 def test_plan_commands_exact(tmp_path):
-    plan = plan_launch(load_recipe("exp3"), tmp_path / "run", gpus=4)
+    plan = plan_launch(load_recipe("exp3"), tmp_path / "run", gpus=4, ports=(8123, 8124))
     vllm, train = plan.command("vllm"), plan.command("train")
     assert plan.commands[0].role == "vllm"  # the server starts before the ranks
     assert vllm.env == {"CUDA_VISIBLE_DEVICES": "3", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # docs/cost.md
     assert vllm.argv[1:] == ("vllm-serve", "--model", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "--revision", "main",
-                             "--tensor_parallel_size", "1", "--port", "8000", "--gpu_memory_utilization", "0.7",
+                             "--tensor_parallel_size", "1", "--host", "127.0.0.1", "--port", "8123",
+                             "--gpu_memory_utilization", "0.7",
                              "--dtype", "bfloat16", "--enable_prefix_caching", "true", "--max_model_len", "4608")
     a = list(train.argv)
     assert a[1] == "launch" and a[a.index("--config_file") + 1].endswith("accelerate/zero2.yaml")
@@ -171,8 +172,8 @@ class _FakeProc:
     kill = terminate
 
 
-def test_run_plan_starts_vllm_first_and_always_stops_it(tmp_path):
-    plan = plan_launch(load_recipe("exp3"), tmp_path, gpus=4)
+def test_run_plan_starts_vllm_first_and_always_stops_it(tmp_path, health_server):
+    plan = plan_launch(load_recipe("exp3"), tmp_path, gpus=4, ports=(health_server.port, 1))
     started, procs, events = [], {}, []
 
     def runner(cmd: Command, log):
