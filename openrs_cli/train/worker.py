@@ -125,7 +125,10 @@ def build_trainer(recipe, run_dir: Path, *, vllm_host=None, vllm_port=8000, vllm
     else:
         kwargs = grpo_kwargs(recipe, run_dir, vllm_host=vllm_host, vllm_port=vllm_port, vllm_group_port=vllm_group_port)
     tokenizer = load_tokenizer(recipe)
-    funcs, _ = _load_rewards(recipe, tokenizer, rewards_factory)
+    funcs, weights = _load_rewards(recipe, tokenizer, rewards_factory)
+    if [float(w) for w in weights] != kwargs["reward_weights"]:  # the plan maps the same recipe weights
+        raise ValueError(f"the reward functions come with weights {list(weights)} but the plan has "
+                         f"{kwargs['reward_weights']}")
     args = build_grpo_config(kwargs)
     dataset, shortened = build_train_dataset(recipe, tokenizer)
     clock = StepClock()

@@ -344,14 +344,17 @@ def test_worker_builds_the_planned_grpoconfig(tmp_path):
     train("tiny", run_dir=rd, cost=False, runner=_done_runner)
     launch = json.loads((rd / "launch.json").read_text())
     launch["grpo"]["logging_steps"] = 3  # the recipe says 1: only the plan can supply 3
-    launch["grpo"]["reward_weights"] = [1.0, 0.5, 2.0]
     (rd / "launch.json").write_text(json.dumps(launch))
     trainer, _ = build_trainer(load_recipe(str(rd / "recipe.yaml")), rd)
     expect = GRPOConfig(**launch["grpo"])
     differ = [f.name for f in dataclasses.fields(GRPOConfig)
               if getattr(trainer.args, f.name) != getattr(expect, f.name)]
     assert differ == []
-    assert trainer.args.logging_steps == 3 and trainer.args.reward_weights == [1.0, 0.5, 2.0]
+    assert trainer.args.logging_steps == 3 and trainer.args.reward_weights == [1.0, 1.0, 1.0]
+    launch["grpo"]["reward_weights"] = [1.0, 0.5, 2.0]  # the reward functions' own weights must agree with the plan
+    (rd / "launch.json").write_text(json.dumps(launch))
+    with pytest.raises(ValueError, match="weights"):
+        build_trainer(load_recipe(str(rd / "recipe.yaml")), rd)
 
 
 def test_unknown_grpoconfig_key_names_the_package_that_lacks_it(monkeypatch):
