@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of openrs's cost accounting: on a machine with one NVIDIA GPU, run `openrs train tiny` (bf16, no vLLM)
 # and `openrs eval` (transformers backend) with the real NVML sampler, then check each cost ledger against the wall
-# time this script measured and against NVML read by this script on its own (pynvml, not openrs):
+# time this script measured and against NVML read by this script on its own (pynvml, not openrs); a third ledger
+# comes from `open_monitor` around 15 s of bf16 matrix products, so the energy checks also see a loaded GPU:
 #   - one GPU billed, the one CUDA_VISIBLE_DEVICES names (the training is given it by UUID, the eval by index);
 #   - gpu_seconds = the ledger's wall time x 1 GPU (1 %), and between 0.5 and 1.02 x the command's wall time;
 #   - energy from the NVML counter, equal (5 %) to the counter's own rise over the ledger's window, within 25 % of
@@ -253,7 +254,7 @@ say "work dir $WORK"
 if [ "$MODE" = dry ]; then
     # CPU, fake NVML: every step, command and check of the GPU run, on a scripted 250 W GPU (limit 300 W).
     export OPENRS_NVML_BACKEND='fake:{"count": 1, "name": "NVIDIA H200", "power_w": 250.0}'
-    UUID="GPU-fake-fake-0" BACKEND=fake TRAIN_GPUS=1 EVAL_GPUS=0  # a CPU eval allocates no GPU
+    UUID="GPU-fake-fake-0" BACKEND=fake TRAIN_GPUS=0 EVAL_GPUS=0  # CPU runs allocate no GPU: the probe bills one
     TRAIN_OVERRIDES=() EVAL_CVD=""
     if [ -n "$WHEELS" ]; then  # use the built openrs wheel, not the checkout (catches missing package data)
         "$PY" -m pip install -q --no-index --no-deps --target "$WORK/site" "$WHEELS"/openrs-*.whl \
@@ -297,6 +298,31 @@ if [ "$RC" = 0 ] && [ -f "$WORK/eval/results.json" ]; then pass "openrs eval ($(
 else tail -n 30 "$WORK/eval.log"; fail "openrs eval exited $RC (log: $WORK/eval.log)"; fi
 check eval "$WORK/eval" "$WORK/eval.nvml.jsonl" "$T0" "$T1" "$UUID" "$EVAL_GPUS" "$BACKEND" "$IDLE_W"
 
-"${OPENRS[@]}" cost summary "$WORK/run" "$WORK/eval" 2>&1 | tail -n 25
+# A loaded GPU: open_monitor (as a library user calls it) around 15 s of bf16 matrix products; --dry: a 6 s sleep.
+sampler "$WORK/probe.nvml.jsonl" "$UUID"
+CUDA_VISIBLE_DEVICES="$UUID" timed "$WORK/probe.log" 90 "$PY" - "$WORK/probe" "$MODE" <<'PY'
+import sys, time
+
+from openrs_cli.cost import open_monitor
+
+mon = open_monitor(sys.argv[1], kind="probe", gpu_indices=[0], interval_s=0.5, heartbeat_s=5)
+if sys.argv[2] == "dry":
+    time.sleep(6)
+else:
+    import torch
+
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    end = time.time() + 15
+    while time.time() < end:
+        for _ in range(10):
+            a = (a @ a).clamp_(-1, 1)
+        torch.cuda.synchronize()
+mon.close()
+PY
+stop_sampler "$WORK/probe.nvml.jsonl"
+if [ "$RC" = 0 ]; then pass "probe under load ($(secs) s)"; else tail -n 30 "$WORK/probe.log"; fail "probe exited $RC"; fi
+check probe "$WORK/probe" "$WORK/probe.nvml.jsonl" "$T0" "$T1" "$UUID" 1 "$BACKEND" "$IDLE_W"
+
+"${OPENRS[@]}" cost summary "$WORK/run" "$WORK/eval" "$WORK/probe" 2>&1 | sed "/^Paper Tables/,\$d"
 if [ "$FAILED" = 0 ]; then say "PASS gpu_check ($MODE)"; else say "FAIL gpu_check ($MODE)"; fi
 exit $FAILED

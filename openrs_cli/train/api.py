@@ -130,7 +130,7 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
         try:
             from openrs_cli.cost import open_monitor
 
-            allocated = list(plan.placement.train_gpus + plan.placement.vllm_gpus) or None
+            allocated = list(plan.placement.train_gpus + plan.placement.vllm_gpus)  # CPU: [], bills no GPU
             monitor = open_monitor(rd, kind="train", gpu_indices=allocated)
         except Exception as e:  # cost accounting must never stop training
             result.notes.append(f"cost sampler disabled: {e}")

@@ -197,3 +197,23 @@ def test_launched_gpu_processes_get_pci_bus_order_unless_the_user_set_one(tmp_pa
 def test_parse_visible_follows_cuda():
     assert parse_visible(None) is None
     assert parse_visible(" 1, GPU-ab ,x,2") == ["1", "GPU-ab"]
+
+
+class _Done:
+    returncode = 0
+
+    def poll(self):
+        return 0
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def test_a_cpu_training_on_a_gpu_machine_bills_none_of_its_gpus(tmp_path, monkeypatch):
+    from openrs_cli.train.api import train
+
+    monkeypatch.setenv("OPENRS_NVML_BACKEND", 'fake:{"count": 2}')  # the node has two GPUs; the tiny recipe is CPU
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    train("tiny", run_dir=tmp_path / "run", runner=lambda cmd, log: _Done())
+    s = summarize_run(tmp_path / "run")
+    assert s["gpu_count"] == 0 and s["gpu_hours"] == 0
