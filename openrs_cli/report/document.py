@@ -43,6 +43,18 @@ def _blocks(table_text: dict[str, str], figs: list, user, notes: list[str],
                 + " and × ".join(f"${rate:.2f} ({gpu})" for gpu, rate in sorted(implied_rates().items()))
                 + ", rental list prices at the time. Your runs' cost comes from their cost ledger "
                 "(`openrs cost`).")]
+    if "audit_cells" in table_text:
+        from openrs_cli.report.audit import GAIN_RULE, RULE
+
+        b += [("h2", "Claims audit: the paper's numbers against independent re-evaluations"),
+              ("p", table_text["audit_summary"] + " Sources: `reevaluations.csv` (Sober-reasoning, Hochlehnert et "
+                    "al. 2025; open-rs issue 11; Tina), and your own evals of the released checkpoints "
+                    "(knoveleng/Open-RS1-3) when given."),
+              ("table", table_text["audit_cells"]),
+              ("p", "Rule: " + RULE),
+              ("h2", "Claims audit: the gains over the base model, re-tested"),
+              ("table", table_text["audit_gains"]),
+              ("p", "Rule: " + GAIN_RULE)]
     for f in figs:
         if f.name.startswith("training-"):
             b += [("h2", f.title), ("figure", f)]

@@ -119,7 +119,7 @@ def test_default_report_without_arguments(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
     code, out, err = cli("report")
     assert code == 0, err
-    assert "wrote 17 files to openrs-report/" in out
+    assert "wrote 21 files to openrs-report/" in out
     rep = tmp_path / "openrs-report"
     figs = sorted(p.name for p in (rep / "figures").iterdir())
     assert figs == sorted([f"{n}.{e}" for n in ("average", "benchmarks", "checkpoints", "figure1")

@@ -29,7 +29,9 @@ def test_every_file_is_there(fresh):
 
 
 @pytest.mark.parametrize("name", ["report.md", "tables/table2.md", "tables/table2.csv", "tables/table2.tex",
-                                  "tables/table34.md", "tables/table34.csv", "tables/table34.tex"])
+                                  "tables/table34.md", "tables/table34.csv", "tables/table34.tex",
+                                  "tables/audit.md", "tables/audit.csv", "tables/audit_gains.md",
+                                  "tables/audit_gains.csv"])
 def test_text_files_are_identical(fresh, name):
     assert (PAPER / name).read_text() == (fresh / name).read_text(), f"reports/paper/{name} is stale: {FIX}"
 
@@ -54,3 +56,12 @@ def test_readme_shows_the_current_table_and_figure():
     assert block.group(1).strip() == (PAPER / "tables" / "table2.md").read_text().strip(), FIX
     for link in ("reports/paper/figures/figure1.png", "reports/paper/tables/table2.md"):
         assert f"]({link})" in readme and (REPO / link).is_file()
+
+
+def test_readme_quotes_the_audit_as_it_stands():
+    readme = (REPO / "README.md").read_text()
+    assert "contradicted by Sober-reasoning's 29.7 over 10 seeds (σ 4.8)" in readme
+    assert "| Open-RS3 | AIME24 | 46.7 | 29.7 (σ 4.8, 10 seeds): contradicted |" in (PAPER / "tables" / "audit.md").read_text()
+    assert "+1.0 [-3.1, +5.1] instead of +17.9" in readme
+    assert "| Open-RS3 | AIME24 | +17.9 | Sober-reasoning | +1.0 [-3.1, +5.1] | contradicted |" in \
+        (PAPER / "tables" / "audit_gains.md").read_text()
