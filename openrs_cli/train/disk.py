@@ -6,7 +6,8 @@ store the weights a second time (global_step*/mp_rank_00_model_states.pt); witho
 its two moments in the weights' dtype. transformers' `save_total_limit` keeps the newest N checkpoints, deleting
 older ones only after it has written a new one (so N + 1 exist for a moment); unset, every checkpoint stays.
 final/ holds the weights once more. The parameter count comes from the model id ("...-1.5B", or a published model
-openrs knows) or, for a local model directory, its safetensors headers; otherwise it is unknown.
+openrs knows) or, for a local model directory (the tiny model's once built), its safetensors headers; otherwise it
+is unknown.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ WEIGHT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}  # auto: t
 def params_b(model_id: str) -> float | None:
     """Parameters in billions, or None when neither the id nor a local directory says."""
     from openrs_cli.report.inputs import size_b
+    from openrs_cli.tiny import TINY_ID, tiny_model_dir
 
-    local = Path(model_id).expanduser()
+    local = tiny_model_dir() if model_id == TINY_ID else Path(model_id).expanduser()  # tiny: once it is built
     return size_b(model_id, model_dir=local if local.is_dir() else None)
 
 
@@ -62,6 +64,10 @@ def estimate(recipe: Recipe, accelerate_config: Path, params: float | None = Non
             "final_gb": final, "peak_gb": max(on_disk * ckpt, kept * ckpt + final), "basis": basis}
 
 
+def _gb(gb: float) -> str:
+    return f"{gb:.3g} GB" if gb >= 1 else f"{gb * 1000:.3g} MB"
+
+
 def describe(disk: dict) -> str:
     """One line for the plan."""
     limit = (f"keeps the newest {disk['checkpoints_kept']} (output.save_total_limit)"
@@ -69,6 +75,7 @@ def describe(disk: dict) -> str:
     if disk["params_b"] is None:
         return (f"{disk['checkpoints_saved']} checkpoint(s) saved, {limit}; size unknown (the model id names no "
                 f"parameter count)")
-    return (f"~{disk['peak_gb']:.3g} GB at most: {disk['checkpoints_saved']} checkpoint(s) of "
-            f"~{disk['checkpoint_gb']:.3g} GB saved, {limit}, plus final/ ~{disk['final_gb']:.3g} GB "
-            f"({disk['params_b']:.3g}B parameters: {disk['basis']})")
+    p = disk["params_b"]
+    return (f"~{_gb(disk['peak_gb'])} at most: {disk['checkpoints_saved']} checkpoint(s) of "
+            f"~{_gb(disk['checkpoint_gb'])} saved, {limit}, plus final/ ~{_gb(disk['final_gb'])} "
+            f"({f'{p:.3g}B' if p >= 1 else f'{p * 1000:.3g}M'} parameters: {disk['basis']})")

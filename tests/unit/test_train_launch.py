@@ -517,6 +517,7 @@ def test_disk_estimate_matches_real_files_without_deepspeed(tmp_path, tiny_model
     written = sum(f.stat().st_size for f in ckpt.iterdir())
     d = estimate(load_recipe("tiny", [f"model.id={tiny_model_dir}"]), accelerate_config_path("cpu"))
     assert d["params_b"] * 1e9 == sum(p.numel() for p in model.parameters())
+    assert estimate(load_recipe("tiny"), accelerate_config_path("cpu")) == d  # openrs-tiny: its built directory
     assert d["checkpoint_gb"] * 1e9 == pytest.approx(written, rel=0.05)
     assert d["final_gb"] * 1e9 == pytest.approx((ckpt / "model.safetensors").stat().st_size, rel=0.05)
 
