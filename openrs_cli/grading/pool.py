@@ -50,8 +50,12 @@ class _Worker:
         c_r, p_w = os.pipe()
         p_r, c_w = os.pipe()
         code = "import sys; from openrs_cli.grading.worker import main; main(int(sys.argv[1]), int(sys.argv[2]))"
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(c_r), str(c_w)], pass_fds=(c_r, c_w),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        # Own session: a Ctrl-C in the terminal interrupts the parent only (which stops the workers), instead of
+        # printing a KeyboardInterrupt traceback from every worker. The worker exits when its pipe closes, and
+        # asks the kernel to kill it if this process dies (worker.main).
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(c_r), str(c_w), str(os.getpid())],
+                                     pass_fds=(c_r, c_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     start_new_session=True)
         os.close(c_r)
         os.close(c_w)
         self.wfd, self.rfd = p_w, p_r

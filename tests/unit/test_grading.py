@@ -225,3 +225,26 @@ def test_a_gold_parse_that_times_out_once_changes_no_later_verdict(worker_limit,
     assert W._grade_one(r"so \boxed{(3, \frac{\pi^2}{2})}", gold, cfg).verdict is Verdict.TIMEOUT
     assert W._grade_one(r"so \boxed{(3, \frac{\pi^2}{2})}", gold, cfg).verdict is Verdict.CORRECT
     assert W._grade_one(r"so \boxed{(4, \pi)}", gold, cfg).verdict is Verdict.WRONG
+
+
+def test_ctrl_c_reaches_the_parent_only_and_no_worker_outlives_it():
+    """A terminal Ctrl-C goes to the whole foreground process group: before, every grading worker printed its own
+    KeyboardInterrupt traceback (hundreds of lines during start-up). Workers now run in their own session, and die
+    with the process that started them."""
+    import psutil
+
+    code = ("import sys, time; from openrs_cli.grading import grade, _pool; grade(r'\\boxed{1}', '$1$'); "
+            "print(' '.join(str(w.proc.pid) for w in _pool().idle), flush=True); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    pids = [int(x) for x in p.stdout.readline().split()]
+    assert pids and all(psutil.pid_exists(x) for x in pids)
+    os.killpg(p.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, err = p.communicate(timeout=60)
+    assert err.count("KeyboardInterrupt") == 1, err  # the parent's own, no worker's
+    for x in pids:
+        try:
+            psutil.Process(x).wait(timeout=30)
+        except psutil.NoSuchProcess:
+            pass
+    assert not any(psutil.pid_exists(x) and psutil.Process(x).status() != psutil.STATUS_ZOMBIE for x in pids)
