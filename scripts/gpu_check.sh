@@ -7,7 +7,7 @@
 #   - gpu_seconds = the ledger's wall time x 1 GPU (1 %), and between 0.5 and 1.02 x the command's wall time;
 #   - energy from the NVML counter, equal (5 %) to the counter's own rise over the ledger's window, within 25 % of
 #     the mean power this script sampled x gpu_seconds, and between 0.8 x idle power and 1.05 x the power limit.
-# It prints one PASS/FAIL line per check and exits 1 if any fails. Budget: under 8 minutes (each step has a timeout).
+# It prints one PASS/FAIL line per check and exits 1 if any fails. Each step has a timeout: 8 minutes at worst.
 #
 #   scripts/gpu_check.sh --prepare DIR [--python 3.12] [--have "NAME ..."]
 #                                   # here (network): wheels of openrs and of its needs that a CUDA box lacks
@@ -48,18 +48,18 @@ from packaging.requirements import Requirement
 
 norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
 box = set(sys.argv[1].split())
-seen, todo = {}, [norm(n) for n in sys.argv[2:]]
-while todo:
-    n = todo.pop()
-    if n in seen or n in box or (n.startswith(("nvidia-", "cuda-")) and n != "nvidia-ml-py"):
+seen, todo = {}, [(norm(n), "") for n in sys.argv[2:]]
+while todo:  # (name, extra): a requirement such as pkg[extra] brings the extra's needs too
+    n, extra = todo.pop()
+    if (n, extra) in seen or n in box or (n.startswith(("nvidia-", "cuda-")) and n != "nvidia-ml-py"):
         continue
     dist = metadata.distribution(n)  # raises when a need is not installed here: prepare from the project's venv
-    seen[n] = dist.version
+    seen[(n, extra)] = dist.version
     for r in dist.requires or []:
         req = Requirement(r)
-        if not req.marker or req.marker.evaluate({"extra": ""}):
-            todo.append(norm(req.name))
-for n, v in sorted(seen.items()):
+        if not req.marker or req.marker.evaluate({"extra": extra}):
+            todo += [(norm(req.name), e) for e in ["", *req.extras]]
+for n, v in sorted({(n, v) for (n, _), v in seen.items()}):
     print(f"{n}=={v}")
 PY
     local abi="cp${pyver/./}"
@@ -94,8 +94,8 @@ install() {
     local bin; bin="$(dirname "$PY")"
     [ -x "$bin/accelerate" ] || { printf '#!%s\nfrom accelerate.commands.accelerate_cli import main\nmain()\n' "$PY" \
         >"$bin/accelerate" && chmod +x "$bin/accelerate"; } || die "cannot write $bin/accelerate"
-    timeout 150 "$PY" -m pip install -q --no-index --find-links "$dir" --no-deps openrs \
-        && timeout 150 "$PY" -m pip install -q --no-index --find-links "$dir" $NEEDS \
+    timeout 60 "$PY" -m pip install -q --no-index --find-links "$dir" --no-deps openrs \
+        && timeout 90 "$PY" -m pip install -q --no-index --find-links "$dir" $NEEDS \
         || die "offline install from $dir failed (see pip's message above)"
     # openrs went in without its dependency check: check the box's torch/transformers against its pins here.
     "$PY" - <<'PY' || die "the box's packages do not meet openrs's requirements (above)"
@@ -282,7 +282,7 @@ pass "idle power ${IDLE_W} W"
 
 # Training: CUDA_VISIBLE_DEVICES by UUID (what issue 18 fixed; the plan passes it on to the rank).
 sampler "$WORK/train.nvml.jsonl" "$UUID"
-CUDA_VISIBLE_DEVICES="$UUID" timed "$WORK/train.log" 240 "${OPENRS[@]}" train tiny "${TRAIN_OVERRIDES[@]}" \
+CUDA_VISIBLE_DEVICES="$UUID" timed "$WORK/train.log" 180 "${OPENRS[@]}" train tiny "${TRAIN_OVERRIDES[@]}" \
     --run-dir "$WORK/run"
 stop_sampler "$WORK/train.nvml.jsonl"
 if [ "$RC" = 0 ] && [ -d "$WORK/run/final" ]; then pass "openrs train tiny ($(secs) s)"
@@ -291,7 +291,7 @@ check train "$WORK/run" "$WORK/train.nvml.jsonl" "$T0" "$T1" "$UUID" "$TRAIN_GPU
 
 # Evaluation: the trained model, transformers backend, CUDA_VISIBLE_DEVICES by index.
 sampler "$WORK/eval.nvml.jsonl" "$UUID"
-CUDA_VISIBLE_DEVICES="$EVAL_CVD" timed "$WORK/eval.log" 150 "${OPENRS[@]}" eval -m "$WORK/run/final" -t math_500 \
+CUDA_VISIBLE_DEVICES="$EVAL_CVD" timed "$WORK/eval.log" 90 "${OPENRS[@]}" eval -m "$WORK/run/final" -t math_500 \
     --limit 16 --max-new-tokens 64 --backend transformers --out "$WORK/eval"
 stop_sampler "$WORK/eval.nvml.jsonl"
 if [ "$RC" = 0 ] && [ -f "$WORK/eval/results.json" ]; then pass "openrs eval ($(secs) s)"
@@ -300,7 +300,7 @@ check eval "$WORK/eval" "$WORK/eval.nvml.jsonl" "$T0" "$T1" "$UUID" "$EVAL_GPUS"
 
 # A loaded GPU: open_monitor (as a library user calls it) around 15 s of bf16 matrix products; --dry: a 6 s sleep.
 sampler "$WORK/probe.nvml.jsonl" "$UUID"
-CUDA_VISIBLE_DEVICES="$UUID" timed "$WORK/probe.log" 90 "$PY" - "$WORK/probe" "$MODE" <<'PY'
+CUDA_VISIBLE_DEVICES="$UUID" timed "$WORK/probe.log" 60 "$PY" - "$WORK/probe" "$MODE" <<'PY'
 import sys, time
 
 from openrs_cli.cost import open_monitor
