@@ -21,7 +21,9 @@ set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
-case "${1:-}" in --prepare|--dry) [ -z "${PYTHON:-}" ] && [ -x "$HERE/.venv/bin/python" ] && PY="$HERE/.venv/bin/python" ;; esac
+if [ -z "${PYTHON:-}" ] && [ -x "$HERE/.venv/bin/python" ]; then  # here: the project's venv
+    case "${1:-}" in --prepare|--dry) PY="$HERE/.venv/bin/python" ;; esac
+fi
 # Direct needs of `openrs train tiny` + `openrs eval` (openrs itself goes in with --no-deps: DeepSpeed, matplotlib
 # and ninja are not used by this check); pip resolves their dependencies from DIR.
 NEEDS="typer rich pydantic pyyaml trl accelerate datasets math-verify nvidia-ml-py"
