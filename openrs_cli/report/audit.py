@@ -12,13 +12,11 @@ import csv
 import math
 from dataclasses import dataclass
 
-from openrs_cli.report.data import BENCH_TITLES, BENCHMARKS, PAPER_DIR, ModelRow, _num
+from openrs_cli.report.data import BENCH_TITLES, BENCHMARKS, PAPER_DIR, ModelRow, _num, bench_problems
 
 BASE_MODEL = "DeepSeek-R1-Distill-Qwen-1.5B"
 AUDITED = ("Open-RS1", "Open-RS2", "Open-RS3")
 STUDY_TITLES = {"sober-reasoning": "Sober-reasoning", "open-rs issue 11": "open-rs #11", "tina": "Tina"}
-# problems per benchmark (the bundled evaluation sets), for the binomial bound on a single run's spread
-PROBLEMS = {"aime24": 30, "amc23": 40, "math_500": 500, "minerva": 272, "olympiadbench": 675}
 
 RULE = (
     "Each paper number is a single run, so it is compared with the spread of a single run around the "
@@ -76,7 +74,7 @@ def reevaluations() -> list[dict]:
 def binomial_sd(score: float, bench: str) -> float:
     """Upper bound (percent points) on the seed-to-seed spread of one single-sample run scoring `score`."""
     p = min(max(score / 100, 0.0), 1.0)
-    return 100 * math.sqrt(max(p * (1 - p), 1e-4) / PROBLEMS[bench])
+    return 100 * math.sqrt(max(p * (1 - p), 1e-4) / bench_problems()[bench])  # N: the bundled set's size
 
 
 def cell_label(d: float, sigma: float) -> str:

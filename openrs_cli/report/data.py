@@ -8,6 +8,7 @@ reading them is instant; percentages stay percentages (0-100).
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,22 @@ TASK_ALIASES = {
     "minerva": "minerva", "minerva_math": "minerva", "minervamath": "minerva",
     "olympiadbench": "olympiadbench", "olympiad_bench": "olympiadbench", "olympiad": "olympiadbench",
 }
+_BUNDLED = {"aime24": "aime24", "math_500": "math500", "amc23": "amc23", "minerva": "minerva",
+            "olympiadbench": "olympiadbench"}
+
+
+@functools.lru_cache(maxsize=1)
+def bench_problems() -> dict[str, int]:
+    """Problems per benchmark: the rows of the bundled evaluation sets (30/500/40/272/675)."""
+    from openrs_cli import benchmarks
+
+    out = {}
+    for key, name in _BUNDLED.items():
+        with open(benchmarks.path(name, verify=False), "rb") as f:
+            out[key] = sum(1 for line in f if line.strip())
+    return out
+
+
 CHECKPOINT_BENCHES = ["aime24", "math_500", "amc23"]  # the three the paper's logs score per checkpoint
 
 # How the paper's groups (and the user's) are titled in Table 2, in display order.

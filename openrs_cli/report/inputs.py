@@ -21,7 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openrs_cli.errors import OpenrsError
-from openrs_cli.report.data import BENCHMARKS, TASK_ALIASES, CostRow, ModelRow, Score, Series, hub_sizes, mean_score
+from openrs_cli.report.data import (
+    BENCH_TITLES,
+    BENCHMARKS,
+    TASK_ALIASES,
+    CostRow,
+    ModelRow,
+    Score,
+    Series,
+    bench_problems,
+    hub_sizes,
+    mean_score,
+)
 from openrs_cli.schema import check_schema
 
 _CKPT = re.compile(r"checkpoint-(\d+)")
@@ -38,6 +49,7 @@ class UserResult:
     scores: dict[str, Score]
     time_utc: str
     run_dir: Path | None
+    partial: dict[str, tuple[int, int]] = field(default_factory=dict)  # bench -> (problems scored, benchmark size)
 
 
 @dataclass
@@ -131,6 +143,7 @@ def load_result(path: Path) -> UserResult:
     if not isinstance(tasks, dict) or not tasks:
         raise OpenrsError(f"{where}: no 'tasks' in it; re-run `openrs eval` to write a complete results.json")
     scores: dict[str, Score] = {}
+    partial: dict[str, tuple[int, int]] = {}
     for task, t in tasks.items():
         key = TASK_ALIASES.get(str(task).lower())
         if key is None or not isinstance(t, dict):
@@ -148,6 +161,9 @@ def load_result(path: Path) -> UserResult:
         elif isinstance(t.get("stderr"), (int, float)) and math.isfinite(t["stderr"]):
             ci = 100 * 1.96 * t["stderr"]
         scores[key] = Score(100 * p1, ci)
+        n, full = t.get("n_problems"), bench_problems().get(key)
+        if isinstance(n, int) and full and n < full:
+            partial[key] = (n, full)
     model = str(rec.get("model") or path.parent.name)
     run_dir = _run_of(model, path)
     step = rec.get("step") if isinstance(rec.get("step"), int) else None
@@ -159,7 +175,7 @@ def load_result(path: Path) -> UserResult:
         label = run_dir.name if run_dir else (mp.parent.name if (_CKPT.fullmatch(mp.name) or mp.name == "final")
                                                else mp.name)
     return UserResult(path=path, series=label, step=step, model=model, scores=scores,
-                      time_utc=str(rec.get("time_utc", "")), run_dir=run_dir)
+                      time_utc=str(rec.get("time_utc", "")), run_dir=run_dir, partial=partial)
 
 
 def _read_metrics(path: Path, notes: list[str]) -> list[dict]:
@@ -284,6 +300,8 @@ def collect(results_paths: list[Path], runs_paths: list[Path]) -> UserData:
             old = merged[key]
             first, second = (old, res) if old.time_utc <= res.time_utc else (res, old)
             res.scores = {**first.scores, **second.scores}
+            res.partial = {k: v for k, v in {**first.partial, **second.partial}.items()
+                           if k not in second.scores or k in second.partial}
             res.path = second.path
             res.run_dir = res.run_dir or old.run_dir
         merged[key] = res
@@ -306,11 +324,17 @@ def collect(results_paths: list[Path], runs_paths: list[Path]) -> UserData:
             out.notes.append(f"{show_path(chosen.path)}: none of its tasks is a Table 2 benchmark; not in the table")
             continue
         title = name if len(results) == 1 else f"{name} ({'final' if chosen.step is None else f'step {chosen.step}'})"
+        if chosen.partial:  # a --limit eval is not a benchmark score: marked, and never averaged
+            title += " [subset]"
+            out.notes.append(f"{title}: scored on a subset of the benchmark ("
+                             + ", ".join(f"{BENCH_TITLES[k]} {n} of {full} problems"
+                                         for k, (n, full) in sorted(chosen.partial.items()))
+                             + "), not comparable with the full-benchmark numbers beside it; no average computed")
         run = runs.get(chosen.run_dir.resolve()) if chosen.run_dir else None
         base = str(((run.recipe.get("model") or {}).get("id", "")) if run else "")
         out.rows.append(ModelRow(
             group="Yours", model=title, scores=chosen.scores, source=show_path(chosen.path),
-            avg=mean_score(chosen.scores, [k for k, _ in BENCHMARKS]),
+            avg=None if chosen.partial else mean_score(chosen.scores, [k for k, _ in BENCHMARKS]),
             size_b=size_b(name, chosen.model, base, model_dir=Path(chosen.model)),
             cost_usd=(run.cost or {}).get("cost_usd") if run else None, user=True, run_dir=chosen.run_dir,
             extra={"series": name, "cost_note": _cost_note(run)},

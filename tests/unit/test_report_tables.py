@@ -33,7 +33,8 @@ def check_golden(name: str, text: str) -> None:
 
 
 def task(p1: float, lo: float | None = None, hi: float | None = None, samples: int = 4) -> dict:
-    t = {"n_problems": 30, "samples": samples, "pass@1": p1, "pass@k": {"1": p1}, "maj@k": p1, "stderr": 0.05,
+    """A task record (without n_problems: the report then takes it as the full benchmark)."""
+    t = {"samples": samples, "pass@1": p1, "pass@k": {"1": p1}, "maj@k": p1, "stderr": 0.05,
          "task_version": 1, "data_sha256": "0" * 64}
     if lo is not None:
         t["ci95"] = [lo, hi]
@@ -205,3 +206,20 @@ def test_size_of_a_published_model_from_its_hub_id(tmp_path, monkeypatch):
     write_results(Path("e/results.json"), "knoveleng/Open-RS3", {"aime24": task(0.3)})
     (row,) = collect([Path("e")], []).rows
     assert row.model == "Open-RS3" and row.size_b == 1.5
+
+
+def test_a_limit_eval_is_marked_and_never_averaged(tmp_path):
+    """`openrs eval --limit 5` scores 5 of AIME24's 30 problems: before, the report showed it as an AIME24 score
+    beside the paper's full-benchmark numbers, unmarked, and with every task limited computed an average."""
+    from openrs_cli.report.inputs import collect
+
+    limited = {k: dict(t, n_problems=2) for k, t in FULL.items()}
+    write_results(tmp_path / "lim" / "results.json", "runs/lim/final", limited, label="lim")
+    write_results(tmp_path / "full" / "results.json", "runs/full/final",
+                  {k: dict(t, n_problems=n) for (k, t), n in zip(FULL.items(), (30, 500, 40, 272, 675), strict=True)},
+                  label="full")
+    data = collect([tmp_path / "lim" / "results.json", tmp_path / "full" / "results.json"], [])
+    rows = {r.model: r for r in data.rows}
+    assert set(rows) == {"lim [subset]", "full"}
+    assert rows["lim [subset]"].avg is None and rows["full"].avg is not None
+    assert any("AIME24 2 of 30 problems" in n and "no average computed" in n for n in data.notes)
