@@ -4,6 +4,10 @@ from rich.console import Console
 
 console = Console()
 err_console = Console(stderr=True)
+# Output to a file, a pipe or a batch job's log: one record per line, never wrapped at 80 columns (a progress line's
+# "eta 7s" on a line of its own cannot be read by a person scanning the log, nor by grep).
+for _c in (console, err_console):
+    _c.soft_wrap = not _c.is_terminal
 
 
 def escape(text: str) -> str:
