@@ -131,7 +131,7 @@ def test_run_plan_server_timeout_never_starts_training_and_stops_the_server(heal
     procs = {}
 
     def runner(cmd: Command, log):
-        procs[cmd.role] = _Proc()
+        procs[cmd.role] = _Proc(rc=None if cmd.role == "vllm" else 0)
         return procs[cmd.role]
 
     with pytest.raises(OpenrsError, match="vllm-serve.log"):
