@@ -11,7 +11,8 @@ from openrs_cli.recipes import load_recipe
 from openrs_cli.recipes.schema import Recipe
 from openrs_cli.train import rundir
 from openrs_cli.train.config import FIELD_MAP, PAPER_PINS, check_not_ignored, checkpointing_field, grpo_kwargs
-from openrs_cli.train.launch import Command, MultiNode, place, plan_launch, run_plan
+from openrs_cli.train.launch import Command, MultiNode, place, plan_launch
+from openrs_cli.train.run import run_plan
 
 
 def _leaf_fields(model, prefix=""):

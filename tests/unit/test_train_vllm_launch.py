@@ -12,7 +12,8 @@ import pytest
 
 from openrs_cli.errors import OpenrsError
 from openrs_cli.recipes import load_recipe
-from openrs_cli.train.launch import Command, _stop, place, plan_launch, run_plan, wait_for_server
+from openrs_cli.train.launch import Command, place, plan_launch
+from openrs_cli.train.run import _stop, run_plan, wait_for_server
 
 CPU_SERVER = ["generation.use_vllm=true", "generation.vllm_mode=server", "launch.vllm_gpus=1"]
 
