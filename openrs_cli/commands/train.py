@@ -12,7 +12,7 @@ HELP = ("Train a recipe with GRPO (TRL) through accelerate: openrs train exp3 op
         "Plan first with --dry-run (--gpus N plans for another machine).")
 
 
-def _print_plan(result, recipe_yaml: str) -> None:
+def _print_plan(result, recipe_yaml: str, console=console) -> None:
     plan = result.plan
     p = plan.placement
     console.rule(f"recipe {plan.recipe_name} (resolved)")
@@ -95,12 +95,50 @@ def train(
     main_process_port: int | None = typer.Option(None, "--main-process-port", help="accelerate --main_process_port"),
     no_cost: bool = typer.Option(False, "--no-cost", help="Do not record the cost ledger"),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON"),
+    vllm_server: str | None = typer.Option(None, "--vllm-server", help="HOST:PORT:GROUP_PORT of a vLLM server "
+                                           "another node runs (the Slurm script sets it); start none here"),
+    slurm: bool = typer.Option(False, "--slurm", help="Write <run_dir>/train.sbatch (a multi-node Slurm job) and "
+                               "print it; with --dry-run print it only"),
+    nodes: int = typer.Option(1, "--nodes", min=1, help="--slurm: nodes in the job, the vLLM server's included"),
+    gpus_per_node: int | None = typer.Option(None, "--gpus-per-node", min=0, help="--slurm: GPUs per node "
+                                             "(default: the recipe's training ranks + vLLM GPUs)"),
+    partition: str | None = typer.Option(None, "--partition", help="--slurm: #SBATCH --partition"),
+    time_limit: str | None = typer.Option(None, "--time", help="--slurm: #SBATCH --time, e.g. 1-00:00:00"),
+    account: str | None = typer.Option(None, "--account", help="--slurm: #SBATCH --account"),
+    sbatch_arg: list[str] | None = typer.Option(None, "--sbatch-arg", help="--slurm: one more #SBATCH line "
+                                                "(repeatable), e.g. --sbatch-arg=--qos=high"),
+    submit: bool = typer.Option(False, "--submit", help="--slurm: also run sbatch and print the job id"),
 ) -> None:
     from openrs_cli.recipes import recipe_to_yaml
     from openrs_cli.train.api import train as run_train
     from openrs_cli.train.launch import MultiNode
 
-    mn = MultiNode(num_machines, machine_rank, main_process_ip, main_process_port)
+    if slurm:
+        from openrs_cli.train.slurm import SlurmShape, slurm_job
+
+        shape = SlurmShape(nodes, gpus_per_node, partition, time_limit, account, tuple(sbatch_arg or ()))
+        job = slurm_job(recipe, overrides, shape=shape, run_dir=run_dir, resume=resume, overwrite=overwrite,
+                        dry_run=dry_run, cost=not no_cost, submit_job=submit,
+                        command_line=" ".join(["openrs train", recipe, *(overrides or []), "--slurm"]))
+        if dry_run:  # the plan on stderr, the script alone on stdout: openrs train ... --slurm --dry-run > job.sbatch
+            from openrs_cli.recipes import load_recipe
+
+            src = job.result.plan.recipe_path if resume else recipe
+            given = list(overrides or []) + list(job.layout.overrides)
+            _print_plan(job.result, recipe_to_yaml(load_recipe(src, given)), console=err_console)
+        out = err_console if dry_run else console
+        for note in job.layout.notes:
+            out.print(f"slurm: {escape(note)}", highlight=False, soft_wrap=True)
+        typer.echo(job.script, nl=False)
+        if dry_run:
+            return
+        console.print(f"wrote {escape(str(job.path))}" + (f"; submitted job {job.job_id}" if job.job_id
+                      else f"; submit it with: sbatch {escape(str(job.path))}"), highlight=False)
+        return
+    from openrs_cli.train.slurm import parse_vllm_server
+
+    mn = MultiNode(num_machines, machine_rank, main_process_ip, main_process_port,
+                   parse_vllm_server(vllm_server) if vllm_server else None)
     if dry_run:
         result = run_train(recipe, overrides, run_dir=run_dir, resume=resume, dry_run=True, gpus=gpus,
                            multinode=mn, cost=not no_cost)

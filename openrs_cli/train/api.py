@@ -18,8 +18,7 @@ from openrs_cli.recipes import load_recipe
 from openrs_cli.tiny import TINY_ID, check_model_ref
 from openrs_cli.train import rundir
 from openrs_cli.train.config import check_recipe, flash_attn_missing
-from openrs_cli.train.launch import LaunchPlan, MultiNode, detect_gpus, plan_launch
-from openrs_cli.train.run import Runner, popen_runner, run_plan
+from openrs_cli.train.launch import LaunchPlan, MultiNode, Runner, detect_gpus, plan_launch, popen_runner, run_plan
 
 VERSIONED = ("torch", "transformers", "trl", "accelerate", "deepspeed", "datasets", "vllm", "math-verify",
              "nvidia-ml-py")
@@ -62,6 +61,14 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
     overrides = list(overrides or [])
     if resume and overwrite:
         raise OpenrsError("--resume and --overwrite contradict each other; pass one of them")
+    rank, joined = multinode.machine_rank, None
+    if rank and overwrite:
+        raise RunDirError(f"only machine rank 0 may --overwrite the run directory; machine rank {rank} joins the run "
+                          f"machine 0 makes: drop --overwrite on this machine")
+    if rank and not dry_run:  # wait for machine 0 to make (or resume) the run on the shared filesystem
+        base = load_recipe(recipe, overrides)
+        joined = rundir.wait_for_run(Path(run_dir) if run_dir else rundir.default_run_dir(base), rank,
+                                     os.environ.get("OPENRS_LAUNCH_ID"), base.generation.vllm_server_timeout)
     if resume:
         base = load_recipe(recipe, overrides)
         rd = Path(run_dir) if run_dir else rundir.default_run_dir(base)
@@ -82,11 +89,16 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
     if gpus is not None and gpus > len(detected) and not dry_run:
         raise OpenrsError(f"--gpus {gpus} but this machine has {len(detected)} GPU(s); --gpus plans for another "
                           f"machine: use it with --dry-run")
-    resume_from = rundir.prepare_resume(rd) if resume else None
+    if joined is not None:  # the checkpoint machine 0 resumes from, so that every machine takes the same one
+        resume_from = Path(joined["resume_from"]) if joined.get("resume_from") else None
+    else:
+        resume_from = rundir.prepare_resume(rd) if resume else None
     plan = plan_launch(resolved, rd, gpus=n_gpus, multinode=multinode, resume_from=resume_from,
                        extra_env=None, visible_devices=None if dry_run and gpus is not None
                        else os.environ.get("CUDA_VISIBLE_DEVICES"),
                        device_order=os.environ.get("CUDA_DEVICE_ORDER"), cli_keys=_cli_keys(overrides, rd, resume))
+    if resume_from:
+        _check_world_size(Path(resume_from), plan)
     if not cost:
         plan = _with_worker_flag(plan, "--no-cost")
     from openrs_cli.train.config import check_against_trl
@@ -101,7 +113,12 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
     if dry_run:
         return result
 
-    if resume:
+    if rank:  # machine 0 prepared the directory, moved the redone steps' records and wrote launch.json
+        lock_fd = rundir.lock_run_dir(rd, rank)
+        if resume or resume_from:
+            emit("resume", {"checkpoint": str(resume_from) if resume_from else None,
+                            "step": rundir.checkpoint_step(resume_from) if resume_from else 0})
+    elif resume:
         lock_fd = rundir.lock_run_dir(rd)
         step = rundir.checkpoint_step(resume_from) if resume_from else 0
         for name in ("metrics.jsonl", "completions.jsonl"):
@@ -120,12 +137,13 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
             os.close(busy)
         lock_fd = rundir.lock_run_dir(rd)
     recipe_text = (rd / "recipe.yaml").read_bytes()
-    rundir.write_launch_json(rd, {
-        "recipe": resolved.name, "recipe_sha256": hashlib.sha256(recipe_text).hexdigest(),
-        "run_dir": str(rd), "resume_from": result.resumed_from, "overrides": overrides, "gpus": detected,
-        "versions": versions(),
-        **{k: v for k, v in plan.to_dict().items() if k not in ("run_dir", "recipe_name", "resume_from")},
-    })
+    if not rank:  # one launch.json per run: machine 0's, which every machine's workers read
+        rundir.write_launch_json(rd, {
+            "recipe": resolved.name, "recipe_sha256": hashlib.sha256(recipe_text).hexdigest(),
+            "run_dir": str(rd), "resume_from": result.resumed_from, "overrides": overrides, "gpus": detected,
+            "versions": versions(), "launch_id": os.environ.get("OPENRS_LAUNCH_ID"),
+            **{k: v for k, v in plan.to_dict().items() if k not in ("run_dir", "recipe_name", "resume_from")},
+        })
     monitor = None
     if cost:
         try:
@@ -153,6 +171,22 @@ def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Pat
         if monitor is not None:
             monitor.close(status)
     return result
+
+
+def _check_world_size(ckpt: Path, plan: LaunchPlan) -> None:
+    """A checkpoint resumes only with the number of training processes that saved it: ZeRO's optimizer shards and
+    the per-process RNG states are one per process, and another count would change the global batch."""
+    saved, p = rundir.checkpoint_world_size(ckpt), plan.placement
+    if saved is None or saved == p.num_processes:
+        return
+    if p.mode.startswith("cpu"):
+        fix = f"--num-machines {saved} (one process per CPU machine)"
+    elif saved % p.num_machines == 0:
+        fix = f"launch.num_processes={saved // p.num_machines} on {p.num_machines} machine(s)"
+    else:
+        fix = f"machines x launch.num_processes = {saved} (--num-machines, or --nodes with --slurm)"
+    raise RunDirError(f"{ckpt} was saved by {saved} training process(es) but this launch has {p.num_processes} "
+                      f"({p.num_machines} machine(s) x {p.processes_per_machine}); resume with {saved}: {fix}")
 
 
 def _cli_keys(overrides: list[str], rd: Path, resume: bool) -> frozenset[str]:

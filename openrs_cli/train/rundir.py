@@ -22,6 +22,9 @@ from openrs_cli.recipes.schema import Recipe
 from openrs_cli.schema import SCHEMA_VERSIONS, header
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
+_RNG = re.compile(r"^rng_state(?:_(\d+))?\.pth$")
+_ZERO = re.compile(r"^zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt$")
+SBATCH_NAME = "train.sbatch"  # written by `openrs train --slurm` before the job makes the run
 
 
 def default_run_dir(recipe: Recipe) -> Path:
@@ -40,7 +43,7 @@ def prepare_new(run_dir: Path, recipe: Recipe, *, overwrite: bool) -> None:
     """Create `run_dir` for a fresh run and write recipe.yaml into it."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} is a file; pass --run-dir with a directory path")
-    if run_dir.is_dir() and any(p.name != ".openrs.lock" for p in run_dir.iterdir()):
+    if run_dir.is_dir() and any(not p.name.startswith(".openrs.lock") for p in run_dir.iterdir()):
         if not overwrite:
             raise RunDirError(
                 f"run directory {run_dir} already exists; continue it with --resume, replace it with --overwrite, "
@@ -65,9 +68,13 @@ def is_run_dir(run_dir: Path) -> bool:
         return False
 
 
-def lock_run_dir(run_dir: Path) -> int:
-    """An exclusive lock on <run_dir>/.openrs.lock (held by openrs train and its children); returns the fd."""
-    fd = os.open(run_dir / ".openrs.lock", os.O_RDWR | os.O_CREAT, 0o644)
+def lock_run_dir(run_dir: Path, machine_rank: int = 0) -> int:
+    """An exclusive lock on <run_dir>/.openrs.lock (held by openrs train and its children); returns the fd.
+
+    Machine rank r > 0 of a multi-machine run locks .openrs.lock.r instead: on a shared filesystem the lock may
+    span nodes (NFS turns flock into a cluster-wide lock), and the other ranks join machine 0's run."""
+    name = ".openrs.lock" + (f".{machine_rank}" if machine_rank else "")
+    fd = os.open(run_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -149,3 +156,42 @@ def write_launch_json(run_dir: Path, launch: dict) -> None:
         except ValueError:
             pass
     write_atomic(path, json.dumps({**header("launch"), **launch, "history": history}, indent=2) + "\n")
+
+
+def checkpoint_world_size(ckpt: Path) -> int | None:
+    """How many training processes saved `ckpt`: transformers writes rng_state.pth alone (one process) or
+    rng_state_<process index>.pth per process; DeepSpeed writes one zero_pp_rank_<dp rank>_..._optim_states.pt
+    per data-parallel rank under global_step<N>/. None when neither is there."""
+    names = [p.name for p in ckpt.iterdir()] if ckpt.is_dir() else []
+    ranks = {int(m.group(1) or 0) for m in map(_RNG.match, names) if m}
+    for sub in ckpt.glob("global_step*"):
+        if sub.is_dir():
+            ranks |= {int(m.group(1)) for m in map(_ZERO.match, (q.name for q in sub.iterdir())) if m}
+    return max(ranks) + 1 if ranks else None
+
+
+def wait_for_run(run_dir: Path, machine_rank: int, launch_id: str | None, timeout_s: float,
+                 poll_s: float = 1.0) -> dict | None:
+    """Machine rank > 0 joins the run machine 0 creates: wait for its recipe.yaml and, when the launch has an id
+    (OPENRS_LAUNCH_ID, set by openrs's Slurm script per job and requeue), for the launch.json machine 0 wrote for
+    that id, which is returned (its resume_from is the checkpoint every machine resumes from)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        launch = None
+        if (run_dir / "recipe.yaml").is_file():
+            if launch_id is None:
+                return None
+            try:
+                launch = json.loads((run_dir / "launch.json").read_text())
+            except (OSError, ValueError):
+                pass
+            if isinstance(launch, dict) and launch.get("launch_id") == launch_id:
+                return launch
+        if time.monotonic() >= deadline:
+            what = f"its launch.json for launch {launch_id}" if launch_id else "its recipe.yaml"
+            raise RunDirError(
+                f"machine rank {machine_rank}: machine 0 did not write {what} in {run_dir} within {timeout_s:g} s; "
+                f"start machine 0 too, and put --run-dir on a filesystem every machine shares")
+        time.sleep(poll_s)
