@@ -18,7 +18,8 @@ from openrs_cli.recipes import load_recipe
 from openrs_cli.tiny import TINY_ID, check_model_ref
 from openrs_cli.train import rundir
 from openrs_cli.train.config import check_recipe, flash_attn_missing
-from openrs_cli.train.launch import LaunchPlan, MultiNode, Runner, detect_gpus, plan_launch, popen_runner, run_plan
+from openrs_cli.train.launch import LaunchPlan, MultiNode, detect_gpus, plan_launch
+from openrs_cli.train.run import Runner, popen_runner, run_plan
 
 VERSIONED = ("torch", "transformers", "trl", "accelerate", "deepspeed", "datasets", "vllm", "math-verify",
              "nvidia-ml-py")

@@ -1,4 +1,4 @@
-"""The launcher: a pure plan (recipe + GPUs -> placement and the exact commands) and an injectable runner.
+"""The launcher: a pure plan (recipe + GPUs -> placement and the exact commands).
 
 `plan_launch` decides where things run, as the paper did: with 4 GPUs, 3 training ranks and TRL's vLLM server
 on the 4th; colocated vLLM when the recipe says so or only one GPU exists; on CPU one process, with vLLM
@@ -6,21 +6,14 @@ colocated (or a CPU vLLM server with vllm_mode=server and launch.vllm_gpus >= 1)
 returns the `accelerate launch ... -m openrs_cli.train.worker --recipe <run_dir>/recipe.yaml` command, the
 `trl vllm-serve` command (server mode, with its own CUDA_VISIBLE_DEVICES, on 127.0.0.1 unless the recipe names a
 host, on ports free when planned) and the exact GRPOConfig values.
-`run_plan` starts them through a runner (a function returning a Popen-like object): the server first, then,
-once its /health answers, the training; it tails metrics.jsonl for the progress callback, and always stops the
-vLLM server it started, with every process below it.
+openrs_cli.train.run starts them (`run_plan`): the server first, the training once the server answers /health.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -334,200 +327,3 @@ def detect_gpus() -> list[dict]:
                 for n, d in enumerate(backend.devices())]
     finally:
         backend.shutdown()
-
-
-# ---- running -------------------------------------------------------------------------------------------------
-
-Runner = Callable[[Command, Path], "subprocess.Popen"]
-
-
-def _die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
-    """For the child, before exec: Linux sends `sig` when the launcher dies (no orphaned training)."""
-
-    def arm() -> None:
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
-        except Exception:  # not Linux: the worker's own parent watchdog still applies
-            pass
-
-    return arm
-
-
-def popen_runner(cmd: Command, log_path: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
-    """Start a command with its output in `log_path`, in its own process group (so it can be stopped whole).
-
-    `pass_fds` keeps the run directory's lock open in the children, so the lock lives as long as they do. The vLLM
-    server gets SIGTERM, not SIGKILL, when the launcher dies: killed outright, its EngineCore process lives on."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **cmd.env}
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(list(cmd.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, pass_fds=pass_fds,
-                                preexec_fn=_die_with_parent(signal.SIGTERM if cmd.role == "vllm" else signal.SIGKILL))
-
-
-def _processes() -> list[tuple[int, str, int, int, str]]:
-    """(pid, state, ppid, process group, start time) of every process, from Linux's /proc; [] elsewhere."""
-    out = []
-    try:
-        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
-    except OSError:
-        return out
-    for name in entries:
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-        except OSError:  # exited meanwhile
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
-        out.append((int(name), fields[0], int(fields[1]), int(fields[2]), fields[19]))
-    return out
-
-
-def _tree(pid: int) -> dict[int, str]:
-    """{pid: start time} of the live processes in `pid`'s process group or below it (the group a command was
-    started in, and anything that left it)."""
-    procs = [p for p in _processes() if p[1] != "Z"]
-    kids: dict[int, list[int]] = {}
-    for p in procs:
-        kids.setdefault(p[2], []).append(p[0])
-    start = {p[0]: p[4] for p in procs}
-    found, todo = set(), [pid] + [p[0] for p in procs if p[3] == pid]
-    while todo:
-        q = todo.pop()
-        if q not in found:
-            found.add(q)
-            todo.extend(kids.get(q, ()))
-    return {q: start[q] for q in found if q in start}
-
-
-def _stop(proc, grace_s: float = 30.0) -> None:
-    """Stop a command and every process it started: SIGTERM to its process group, up to `grace_s` for all of
-    them to exit, then SIGKILL to whatever is left (also what left the group or outlived its parent)."""
-    if not isinstance(getattr(proc, "pid", None), int) or proc.pid <= 0:  # not a real process (tests' fakes)
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait()
-        return
-    tree = _tree(proc.pid)
-    if proc.poll() is None or tree:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except OSError:
-            if proc.poll() is None:
-                proc.terminate()
-    deadline, alive = time.monotonic() + grace_s, list(tree)
-    while True:
-        proc.poll()  # reap the leader as soon as it exits
-        tree.update(_tree(proc.pid))
-        now = {p[0]: p[4] for p in _processes() if p[1] != "Z"}
-        alive = [q for q, st in tree.items() if now.get(q) == st]  # same start time: not a reused pid
-        if (proc.returncode is not None and not alive) or time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
-    for q in alive:
-        try:
-            os.kill(q, signal.SIGKILL)
-        except OSError:
-            pass
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-
-
-def wait_for_server(url: str, timeout_s: float, proc, log_path: Path, poll_s: float = 1.0) -> None:
-    """Return once GET `url` answers 200 (vLLM's /health, which TRL's client polls too). One-line OpenrsError,
-    naming the server's log, when the server exits first or `timeout_s` passes."""
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local server: never via a proxy
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            raise OpenrsError(f"the vLLM server exited with code {proc.returncode} before it answered {url}; see "
-                              f"{log_path}")
-        try:
-            with opener.open(url, timeout=max(0.1, min(5.0, deadline - time.monotonic()))) as r:
-                if r.status == 200:
-                    return
-        except OSError:  # refused, reset, timed out, or an HTTP error status: not up yet
-            pass
-        if time.monotonic() >= deadline:
-            raise OpenrsError(f"the vLLM server did not answer {url} within {timeout_s:g} s, so training was not "
-                              f"started; see {log_path} (a slow start: raise generation.vllm_server_timeout)")
-        time.sleep(poll_s)
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-class _Tail:
-    """New complete JSON lines of a growing file."""
-
-    def __init__(self, path: Path):
-        self.path, self.pos = path, path.stat().st_size if path.exists() else 0
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with open(self.path, "rb") as f:
-            f.seek(self.pos)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        self.pos += end
-        out = []
-        for line in data[:end].splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
-
-
-def run_plan(plan: LaunchPlan, *, runner: Runner = popen_runner, on_event: Callable[[str, dict], None] | None = None,
-             poll_s: float = 0.5) -> int:
-    """Start the plan's commands (the vLLM server first, training once the server answers its health check),
-    report metrics records, return the training exit code. Whatever happens (training ends or fails, the server
-    never comes up, Ctrl-C or SIGTERM), every process started here is stopped before this returns or raises."""
-    import threading
-
-    emit = on_event or (lambda kind, data: None)
-    run_dir = Path(plan.run_dir)
-    logs = run_dir / "logs"
-    procs = []
-    tail = _Tail(run_dir / "metrics.jsonl")
-    main_thread = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None  # SIGTERM: clean up too
-    try:
-        vllm_cmd = plan.command("vllm")
-        if vllm_cmd:
-            vlog = logs / "vllm-serve.log"
-            procs.append(runner(vllm_cmd, vlog))
-            emit("started", {"role": "vllm", "log": str(vlog)})
-            srv = plan.vllm_server or {}
-            if srv.get("health_url"):
-                wait_for_server(srv["health_url"], srv["timeout_s"], procs[0], vlog, poll_s=min(1.0, poll_s * 2))
-                emit("ready", {"role": "vllm", "url": srv["health_url"]})
-        train = runner(plan.command("train"), logs / "train.log")
-        procs.append(train)
-        emit("started", {"role": "train", "log": str(logs / "train.log")})
-        while train.poll() is None:
-            for rec in tail.read():
-                emit("metrics", rec)
-            if vllm_cmd and procs[0].poll() is not None:
-                emit("error", {"message": f"the vLLM server exited with code {procs[0].returncode}; see "
-                                          f"{logs / 'vllm-serve.log'}"})
-                _stop(train)
-                break
-            time.sleep(poll_s)
-        for rec in tail.read():
-            emit("metrics", rec)
-        return train.wait()
-    finally:
-        for p in reversed(procs):
-            _stop(p)
-        if main_thread and old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
