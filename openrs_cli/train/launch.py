@@ -253,6 +253,8 @@ def plan_launch(recipe: Recipe, run_dir: str | Path, *, gpus: int, multinode: Mu
         argv += ["--main_process_ip", multinode.main_process_ip]
     if multinode.main_process_port:
         argv += ["--main_process_port", str(multinode.main_process_port)]
+    elif multinode.num_machines == 1 and placement.num_processes > 1:  # not torch's fixed 29500: a second run
+        argv += ["--main_process_port", str(free_ports(1)[0])]  # on this machine would fail to bind it
     argv += ["-m", WORKER_MODULE, "--recipe", str(recipe_path)]
     if placement.mode.endswith("vllm-colocate") and recipe.generation.vllm_mode == "colocate":
         argv += ["--vllm-mode", "colocate"]

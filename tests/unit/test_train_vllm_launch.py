@@ -83,6 +83,9 @@ def test_each_run_gets_its_own_free_ports_recorded_in_the_plan(tmp_path):
         assert _arg(train, "--vllm-group-port") == str(srv["group_port"]) == str(plan.grpo["vllm_group_port"])
         assert srv["health_url"] == f"http://127.0.0.1:{srv['port']}/health"
         assert json.loads(json.dumps(plan.to_dict()))["vllm_server"]["port"] == srv["port"]  # into launch.json
+    rendezvous = {_arg(p.command("train").argv, "--main_process_port") for p in (a, b)}  # torch.distributed's
+    assert len(rendezvous) == 2  # not accelerate's default 29500 for both
+    assert "--main_process_port" not in plan_launch(load_recipe("tiny"), tmp_path, gpus=0).command("train").argv
 
 
 def test_server_listens_on_loopback_unless_the_recipe_names_a_host(tmp_path):
