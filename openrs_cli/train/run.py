@@ -207,7 +207,11 @@ def run_plan(plan: LaunchPlan, *, runner: Runner = popen_runner, on_event: Calla
             emit("metrics", rec)
         return train.wait()
     finally:
+        if main_thread:  # a second Ctrl-C or SIGTERM must not cut the clean-up short and orphan the rest
+            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for p in reversed(procs):
             _stop(p)
-        if main_thread and old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+        if main_thread:
+            signal.signal(signal.SIGINT, old_int if old_int is not None else signal.default_int_handler)
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)

@@ -161,3 +161,34 @@ def test_stop_leaves_no_process_of_the_tree(tmp_path):
     _stop(proc, grace_s=5)
     gone, alive = psutil.wait_procs(tree, timeout=10)
     assert not alive and proc.returncode is not None
+
+
+def test_a_second_signal_during_clean_up_still_stops_the_server(health_server, tmp_path):
+    """Ctrl-C, then SIGTERM (a scheduler) while the trainer is being stopped: the server is stopped too."""
+    import signal
+
+    plan = plan_launch(load_recipe("exp3"), tmp_path, gpus=4, ports=(health_server.port, 1))
+
+    class Trainer(_Proc):
+        interrupted = False
+
+        def poll(self):
+            if not Trainer.interrupted:
+                Trainer.interrupted = True
+                raise KeyboardInterrupt  # Ctrl-C while training
+            return self.returncode
+
+        def terminate(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # the second signal arrives while openrs cleans up
+            super().terminate()
+
+    procs = {}
+
+    def runner(cmd: Command, log):
+        procs[cmd.role] = Trainer() if cmd.role == "train" else _Proc()
+        return procs[cmd.role]
+
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(plan, runner=runner, poll_s=0)
+    assert procs["train"].stopped and procs["vllm"].stopped
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored as it was
