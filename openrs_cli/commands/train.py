@@ -133,7 +133,7 @@ def train(
         if dry_run:
             return
         console.print(f"wrote {escape(str(job.path))}" + (f"; submitted job {job.job_id}" if job.job_id
-                      else f"; submit it with: sbatch {escape(str(job.path))}"), highlight=False)
+                      else f"; submit it with: sbatch {escape(str(job.path))}"), highlight=False, soft_wrap=True)
         return
     from openrs_cli.train.slurm import parse_vllm_server
 
