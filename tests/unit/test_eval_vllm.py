@@ -39,9 +39,11 @@ def test_engine_env_pins_gpu_or_cores_and_spawns():
     gpu = B.Placement("cuda", ("2", "3"))
     assert V.engine_env(gpu, 1, {}) == {"VLLM_WORKER_MULTIPROC_METHOD": "spawn", "CUDA_VISIBLE_DEVICES": "3"}
     cpu = B.Placement("cpu", ("0", "1"))
-    assert V.engine_env(cpu, 1, {}) == {"VLLM_WORKER_MULTIPROC_METHOD": "spawn", "VLLM_CPU_OMP_THREADS_BIND": "1"}
+    assert V.engine_env(cpu, 1, {"VLLM_CPU_KVCACHE_SPACE": "1"}) == {"VLLM_WORKER_MULTIPROC_METHOD": "spawn",
+                                                                   "VLLM_CPU_OMP_THREADS_BIND": "1"}
     assert "VLLM_CPU_OMP_THREADS_BIND" not in V.engine_env(cpu, 1, {"VLLM_CPU_OMP_THREADS_BIND": "0|1"})
-    assert V.engine_env(B.Placement("cpu", ("0,1",)), 0, {}) == {"VLLM_WORKER_MULTIPROC_METHOD": "spawn"}
+    assert V.engine_env(B.Placement("cpu", ("0,1",)), 0, {}) == {"VLLM_WORKER_MULTIPROC_METHOD": "spawn",
+                                                                 "VLLM_CPU_KVCACHE_SPACE": "4"}
 
 
 def test_context_fit():
