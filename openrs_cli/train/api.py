@@ -181,7 +181,7 @@ def _check_world_size(ckpt: Path, plan: LaunchPlan) -> None:
     if saved is None or saved == p.num_processes:
         return
     if p.mode.startswith("cpu"):
-        fix = f"--num-machines {saved}, or --nodes {saved} with --slurm (one process per CPU machine)"
+        fix = f"on CPU a run has one process: resume it on GPUs (launch.cpu=false launch.num_processes={saved})"
     elif saved % p.num_machines == 0:
         fix = f"launch.num_processes={saved // p.num_machines} on {p.num_machines} machine(s)"
     else:

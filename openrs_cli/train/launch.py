@@ -103,6 +103,10 @@ def place(recipe: Recipe, gpus: int, multinode: MultiNode = MultiNode()) -> Plac
     """Where training ranks and vLLM go on one machine with `gpus` GPUs (pure)."""
     lch, gen = recipe.launch, recipe.generation
     if lch.cpu:
+        if multinode.num_machines > 1:  # accelerate's simple launcher: each machine would train a run of its own
+            raise OpenrsError(f"launch.cpu trains one process on one machine: its accelerate config (distributed_type "
+                              f"NO) ignores --num-machines {multinode.num_machines}, so every machine would train "
+                              f"alone into the same run; use one machine (--nodes 1 with --slurm)")
         cpu_notes = [f"launch.cpu: one process on CPU{'' if gen.use_vllm else ', no vLLM'}"] if gpus else []
         mode = "cpu"
         if gen.use_vllm and gen.vllm_mode == "server" and lch.vllm_gpus >= 1:

@@ -77,6 +77,9 @@ def job_layout(recipe: Recipe, shape: SlurmShape, reference: Recipe | None = Non
         if shape.gpus_per_node:
             raise OpenrsError(f"--gpus-per-node {shape.gpus_per_node} with recipe '{recipe.name}', which trains on CPU "
                               f"(launch.cpu=true); drop --gpus-per-node or set launch.cpu=false")
+        if shape.nodes > 1:
+            raise OpenrsError(f"--nodes {shape.nodes} with recipe '{recipe.name}', which trains one CPU process on one "
+                              f"machine (launch.cpu=true); use --nodes 1, or a GPU recipe")
         gpus, ranks, server, overrides = 0, 1, False, ()
     else:
         gpus = shape.gpus_per_node or lch.num_processes + (lch.vllm_gpus if gen.use_vllm else 0)

@@ -110,6 +110,15 @@ def test_more_machines_need_the_main_process_address(cli):
         plan_launch(load_recipe("tiny"), "runs/x", gpus=0, multinode=MultiNode(num_machines=2))
 
 
+def test_a_cpu_recipe_is_refused_on_several_machines(cli):
+    """accelerate's cpu config (distributed_type NO) ignores --num-machines: each machine would train alone into
+    the same run directory (seen: two machine ranks on one host both trained steps 1-2 as world size 1)."""
+    code, _, err = cli("train", "tiny", "--num-machines", "2", "--main-process-ip", "127.0.0.1", "--dry-run")
+    assert code == 2 and "train alone" in err
+    code, _, err = cli("train", "tiny", "--slurm", "--nodes", "2", "--dry-run")
+    assert code == 2 and "--nodes 1" in err
+
+
 def test_only_machine_0_reserves_the_vllm_gpu():
     exp3 = load_recipe("exp3")
     m0 = place(exp3, 4, MultiNode(2, 0, "10.0.0.1"))
@@ -148,16 +157,25 @@ def _sha(rd):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in rd.iterdir() if p.is_file()}
 
 
-def test_other_machines_join_machine_0s_run_directory(tmp_path, monkeypatch):
+GPU_TINY = ["launch.cpu=false"]  # a GPU placement (one rank per machine) of the tiny recipe, on a faked GPU
+
+
+@pytest.fixture()
+def one_gpu(monkeypatch):
+    monkeypatch.setattr("openrs_cli.train.api.detect_gpus", lambda: [{"index": 0, "name": "fake", "uuid": "GPU-0",
+                                                                      "nvml_index": 0}])
+
+
+def test_other_machines_join_machine_0s_run_directory(tmp_path, monkeypatch, one_gpu):
     rd = tmp_path / "r"
     monkeypatch.delenv("OPENRS_LAUNCH_ID", raising=False)
     started = []
     runner = lambda cmd, log: started.append(cmd) or _Proc()  # noqa: E731
-    train("tiny", run_dir=rd, multinode=MultiNode(2, 0, "127.0.0.1"), cost=False, runner=runner)
+    train("tiny", GPU_TINY, run_dir=rd, multinode=MultiNode(2, 0, "127.0.0.1"), cost=False, runner=runner)
     before = _sha(rd)
     held = rundir.lock_run_dir(rd)  # machine 0's lock is held while machine 1 joins (one flock on a shared disk)
     try:
-        res = train("tiny", run_dir=rd, multinode=MultiNode(2, 1, "127.0.0.1"), cost=False, runner=runner)
+        res = train("tiny", GPU_TINY, run_dir=rd, multinode=MultiNode(2, 1, "127.0.0.1"), cost=False, runner=runner)
     finally:
         import os
 
@@ -168,7 +186,8 @@ def test_other_machines_join_machine_0s_run_directory(tmp_path, monkeypatch):
     after = _sha(rd)
     assert {k: after[k] for k in before} == before  # recipe.yaml and launch.json stay machine 0's
     with pytest.raises(RunDirError, match="only machine rank 0"):
-        train("tiny", run_dir=rd, overwrite=True, multinode=MultiNode(2, 1, "127.0.0.1"), cost=False, runner=runner)
+        train("tiny", GPU_TINY, run_dir=rd, overwrite=True, multinode=MultiNode(2, 1, "127.0.0.1"), cost=False,
+              runner=runner)
     assert (rd / "recipe.yaml").is_file()
 
 
@@ -183,17 +202,18 @@ def _ckpt(rd, step, ranks):
     return d
 
 
-def test_every_machine_resumes_from_machine_0s_checkpoint(tmp_path, monkeypatch):
+def test_every_machine_resumes_from_machine_0s_checkpoint(tmp_path, monkeypatch, one_gpu):
     rd = tmp_path / "r"
-    train("tiny", run_dir=rd, multinode=MultiNode(2, 0, "127.0.0.1"), cost=False, runner=lambda c, log: _Proc())
-    two = _ckpt(rd, 2, 2)  # 2 machines x 1 CPU process
+    train("tiny", GPU_TINY, run_dir=rd, multinode=MultiNode(2, 0, "127.0.0.1"), cost=False,
+          runner=lambda c, log: _Proc())
+    two = _ckpt(rd, 2, 2)  # 2 machines x 1 rank
     launch = json.loads((rd / "launch.json").read_text())
     launch.update(launch_id="77.1", resume_from=str(two))
     (rd / "launch.json").write_text(json.dumps(launch))
     _ckpt(rd, 4, 2)  # newer, but machine 0 of launch 77.1 resumed from checkpoint-2
     monkeypatch.setenv("OPENRS_LAUNCH_ID", "77.1")
     started = []
-    res = train("tiny", run_dir=rd, resume=True, multinode=MultiNode(2, 1, "127.0.0.1"), cost=False,
+    res = train("tiny", GPU_TINY, run_dir=rd, resume=True, multinode=MultiNode(2, 1, "127.0.0.1"), cost=False,
                 runner=lambda c, log: started.append(c) or _Proc())
     a = list(started[0].argv)
     assert res.resumed_from == str(two) and a[a.index("--resume-from") + 1] == str(two)
@@ -203,7 +223,7 @@ def test_a_resume_with_another_world_size_is_refused(tmp_path):
     rd = tmp_path / "r"
     train("tiny", run_dir=rd, cost=False, runner=lambda c, log: _Proc())
     _ckpt(rd, 2, 2)
-    with pytest.raises(RunDirError, match=r"saved by 2 training process\(es\) but this launch has 1 .*--num-machines 2"):
+    with pytest.raises(RunDirError, match=r"saved by 2 training process\(es\) but this launch has 1 .*launch.num_processes=2"):
         train("tiny", run_dir=rd, resume=True, dry_run=True)
     ds = rd / "checkpoint-2" / "global_step2"
     ds.mkdir()
