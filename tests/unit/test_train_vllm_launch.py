@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -192,3 +193,36 @@ def test_a_second_signal_during_clean_up_still_stops_the_server(health_server, t
         run_plan(plan, runner=runner, poll_s=0)
     assert procs["train"].stopped and procs["vllm"].stopped
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored as it was
+
+
+def test_killing_the_launcher_stops_the_server_and_what_it_started(tmp_path):
+    """SIGKILL of the launcher: the guard the server runs under stops the server and its own child (vLLM's engine
+    process outlives a server that is simply killed)."""
+    import psutil
+
+    log = tmp_path / "vllm-serve.log"
+    server = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+              "print('ready', child.pid, flush=True)\n"
+              "time.sleep(600)\n")
+    launcher = ("import sys, time\n"
+                "from pathlib import Path\n"
+                "from openrs_cli.train.launch import Command\n"
+                "from openrs_cli.train.run import popen_runner\n"
+                f"popen_runner(Command('vllm', (sys.executable, '-c', {server!r})), Path({str(log)!r}))\n"
+                "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", launcher])
+    deadline = time.monotonic() + 120
+    while "ready" not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, "the fake server did not start"
+        time.sleep(0.1)
+    below = psutil.Process(proc.pid).children(recursive=True)  # (the guard,) the server, the server's child
+    proc.kill()
+    proc.wait()
+    try:
+        gone, alive = psutil.wait_procs(below, timeout=60)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        for p in below:
+            if p.is_running():
+                p.kill()
