@@ -93,3 +93,20 @@ def health_server():
     yield State
     srv.shutdown()
     srv.server_close()
+
+
+class FinishedProcess:
+    """A Popen-like object for an injected launch runner: the command has already exited with code 0."""
+
+    returncode = 0
+
+    def poll(self):
+        return 0
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def finished_runner(cmd, log):
+    """A launch runner that starts nothing: every command 'exits 0' at once."""
+    return FinishedProcess()

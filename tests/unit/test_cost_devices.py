@@ -199,14 +199,7 @@ def test_parse_visible_follows_cuda():
     assert parse_visible(" 1, GPU-ab ,x,2") == ["1", "GPU-ab"]
 
 
-class _Done:
-    returncode = 0
-
-    def poll(self):
-        return 0
-
-    def wait(self, timeout=None):
-        return 0
+from tests.conftest import FinishedProcess as _Done  # noqa: E402
 
 
 def test_a_cpu_training_on_a_gpu_machine_bills_none_of_its_gpus(tmp_path, monkeypatch):

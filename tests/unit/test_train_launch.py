@@ -13,6 +13,7 @@ from openrs_cli.train import rundir
 from openrs_cli.train.config import FIELD_MAP, PAPER_PINS, check_not_ignored, checkpointing_field, grpo_kwargs
 from openrs_cli.train.launch import Command, MultiNode, place, plan_launch
 from openrs_cli.train.run import run_plan
+from tests.conftest import FinishedProcess, finished_runner
 
 
 def _leaf_fields(model, prefix=""):
@@ -253,18 +254,7 @@ def test_resume_overrides_reach_the_worker(tmp_path):
     """The worker reads <run_dir>/recipe.yaml, so overrides given with --resume must be written into it."""
     from openrs_cli.train.api import train
 
-    class _Done:
-        returncode = 0
-
-        def poll(self):
-            return 0
-
-        def wait(self, timeout=None):
-            return 0
-
-    def runner(cmd, log):
-        return _Done()
-
+    runner = finished_runner
     rd = tmp_path / "run"
     train("tiny", run_dir=rd, cost=False, runner=runner)
     assert load_recipe(str(rd / "recipe.yaml")).optim.max_steps != 7
@@ -317,18 +307,7 @@ def test_checkpointing_field_follows_the_installed_transformers():
     assert checkpointing_field() in fields and f"{checkpointing_field()}_kwargs" in fields
 
 
-class _Done:
-    returncode = 0
-
-    def poll(self):
-        return 0
-
-    def wait(self, timeout=None):
-        return 0
-
-
-def _done_runner(cmd, log):
-    return _Done()
+_Done, _done_runner = FinishedProcess, finished_runner
 
 
 def test_worker_builds_the_planned_grpoconfig(tmp_path):
