@@ -14,6 +14,7 @@ from openrs_cli.cost.backend import PynvmlBackend, parse_visible
 from openrs_cli.cost.summary import summarize_run
 from openrs_cli.recipes import load_recipe
 from openrs_cli.train.launch import detect_gpus, plan_launch
+from tests.conftest import FinishedProcess as _Done
 
 A40 = "GPU-11111111-2222-3333-4444-555555555555"
 H100 = "GPU-8f2c0d1e-aaaa-bbbb-cccc-dddddddddddd"
@@ -199,7 +200,6 @@ def test_parse_visible_follows_cuda():
     assert parse_visible(" 1, GPU-ab ,x,2") == ["1", "GPU-ab"]
 
 
-from tests.conftest import FinishedProcess as _Done  # noqa: E402
 
 
 def test_a_cpu_training_on_a_gpu_machine_bills_none_of_its_gpus(tmp_path, monkeypatch):
