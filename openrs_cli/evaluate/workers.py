@@ -73,26 +73,65 @@ class Worker:
                 pass
 
     def close(self, grace_s: float = 5.0) -> None:
-        """Ask the worker to exit, wait up to grace_s, then kill its process tree."""
+        """Ask the worker to exit, wait up to grace_s, then kill its process tree; returns once it is gone."""
+        doomed = []
         try:
             self.request_exit()
             self.proc.join(grace_s)
         finally:
             if self.proc.exitcode is None:  # not reaped yet, so its pid still names its process group
+                doomed = _descendants(self.proc.pid) + _group(self.proc.pid)  # processes started meanwhile too
                 kill_tree(self.proc.pid)
-            for p in self._seen or ():  # psutil refuses to signal a reused pid
+            doomed += self._seen or []
+            for p in doomed:  # psutil refuses to signal a reused pid
                 try:
                     p.kill()
                 except Exception:
                     pass
         self.proc.join(5)
-        if self._seen:
-            import psutil
-
-            psutil.wait_procs(self._seen, timeout=5)  # the kills have landed when close() returns
+        _wait_gone(doomed, timeout_s=5.0)
         for q in (self.inbox, self.outbox):
             q.cancel_join_thread()
             q.close()
+
+
+def _group(pgid: int) -> list:
+    """Live members of process group `pgid` (psutil processes)."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid:
+                out.append(p)
+        except (OSError, psutil.Error):
+            pass
+    return out
+
+
+def _wait_gone(procs: list, timeout_s: float) -> None:
+    """Until every process in `procs` has exited (a zombie counts as exited) or timeout_s passed."""
+    if not procs:
+        return
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = []
+        for p in procs:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.Error:
+                pass
+        if not alive:
+            return
+        procs = alive
+        time.sleep(0.05)
 
 
 def reply(proc, outbox, poll_s: float = 1.0):

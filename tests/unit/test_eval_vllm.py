@@ -138,7 +138,8 @@ def _tree() -> set[int]:
     out = set()
     for p in psutil.Process().children(recursive=True):
         try:
-            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
+            cmd = " ".join(p.cmdline())  # empty: already exiting
+            if p.status() != psutil.STATUS_ZOMBIE and cmd and "resource_tracker" not in cmd:
                 out.add(p.pid)
         except psutil.NoSuchProcess:
             pass
