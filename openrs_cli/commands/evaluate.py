@@ -48,6 +48,8 @@ def main(
     max_model_len: int = typer.Option(None, "--max-model-len", help="Context length (prompt + completion); "
                                       "default: the smaller of the model's context and the longest prompt + "
                                       "--max-new-tokens. Completions are capped to it."),
+    fresh: bool = typer.Option(False, "--fresh", help="Discard the output dir's samples (e.g. made with other "
+                               "weights of the model) and start over."),
     no_cost: bool = typer.Option(False, "--no-cost", help="Do not record a cost ledger."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json to stdout."),
 ) -> None:
@@ -65,7 +67,7 @@ def main(
                      max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
                      backend=backend, batch_size=batch_size, data=data, out_dir=str(out) if out else None,
                      cost=not no_cost, engine=engine, data_parallel=data_parallel,
-                     max_model_len=max_model_len)
+                     max_model_len=max_model_len, fresh=fresh)
     with _progress("generating") as update:
         res = run_eval(cfg, on_progress=update)
     if as_json:

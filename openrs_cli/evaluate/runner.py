@@ -53,6 +53,7 @@ class EvalConfig:
     engine: str = "openrs"
     data_parallel: int | None = None
     max_model_len: int | None = None
+    fresh: bool = False  # discard the directory's samples (other weights) and start over
     extra: dict = field(default_factory=dict)
 
 
@@ -136,7 +137,13 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     except OSError as e:  # a file in the way, an unwritable or impossible path
         raise RunDirError(f"--out {out_dir}: cannot create the output directory ({e.strerror or e}); "
                           f"pass a writable directory path") from None
-    spec = {**{k: getattr(cfg, k) for k in store.RESUME_KEYS}, "max_model_len": cfg.max_model_len}
+    from openrs_cli.evaluate.fingerprint import model_fingerprint
+
+    fingerprint = model_fingerprint(cfg.model, cfg.revision)
+    spec = {**{k: getattr(cfg, k) for k in store.RESUME_KEYS}, "max_model_len": cfg.max_model_len,
+            "model_fingerprint": fingerprint, "data_sha256": {td.task.name: td.sha256 for td in datas}}
+    if cfg.fresh:
+        store.discard(out_dir)
     store.check_run_spec(out_dir, spec)
     from openrs_cli.cost.backend import pin_device_order
 
@@ -183,6 +190,7 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
         **header("results"),
         "model": cfg.model,
         "revision": cfg.revision,
+        "model_fingerprint": fingerprint,
         "label": cfg.label or store.model_name(cfg.model),
         "backend": backend_name,
         "engine": cfg.engine,

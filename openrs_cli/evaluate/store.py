@@ -129,8 +129,43 @@ def check_run_spec(out_dir: Path, spec: dict) -> None:
                     f"{out_dir} holds an eval made with {k}={old.get(k)!r} (now {spec.get(k)!r}); "
                     f"rerun with the same setting or pass another --out"
                 )
+        _check_fingerprints(out_dir, old, spec)
+        merged = {**old.get("data_sha256", {}), **spec.get("data_sha256", {})}
+        if merged != old.get("data_sha256"):  # a new task joins the directory: record its data too
+            write_json_atomic(p, {**old, "data_sha256": merged})
     else:
         write_json_atomic(p, spec)
+
+
+FRESH_HINT = "rerun with --fresh to discard them and start over, or pass another --out"
+
+
+def _check_fingerprints(out_dir: Path, old: dict, spec: dict) -> None:
+    """Samples are reused only for the same model files and the same problem data."""
+    from openrs_cli.evaluate.fingerprint import changed_files
+
+    fp_old, fp_new = old.get("model_fingerprint"), spec.get("model_fingerprint")
+    if not isinstance(fp_old, dict):
+        raise RunDirError(f"{out_dir} holds samples recorded without the model's fingerprint, so they may come from "
+                          f"other weights; {FRESH_HINT}")
+    if fp_new is not None and fp_old.get("sha256") != fp_new.get("sha256"):
+        what = ", ".join(changed_files(fp_old, fp_new)) or "its hub revision"
+        raise RunDirError(f"{out_dir} holds samples of other weights of {spec.get('model')} (changed: {what}); "
+                          f"{FRESH_HINT}")
+    data_old = old.get("data_sha256") or {}
+    for task, sha in (spec.get("data_sha256") or {}).items():
+        if task in data_old and data_old[task] != sha:
+            raise RunDirError(f"{out_dir} holds {task} samples of other problem data (sha256 {data_old[task][:12]}, "
+                              f"now {sha[:12]}); {FRESH_HINT}")
+
+
+def discard(out_dir: Path) -> None:
+    """--fresh: remove what openrs eval wrote in out_dir (samples, results, settings, cost ledger)."""
+    import shutil
+
+    for name in (GENERATIONS, RESULTS, RUN_SPEC):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "cost", ignore_errors=True)
 
 
 def load_results(path: str | Path) -> dict:

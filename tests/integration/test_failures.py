@@ -70,6 +70,22 @@ def _torn_eval(out: Path) -> None:
         f.write('{"task": "aime24", "id": "aime24-6')
 
 
+def _evaluated_then_retrained(d: Path) -> None:
+    """An eval of a model dir, then `openrs train --overwrite` put other weights at the same path."""
+    import shutil
+
+    from openrs_cli.tiny import build_tiny_model, ensure_tiny_model
+
+    shutil.copytree(ensure_tiny_model(), d / "m")
+    r = run_openrs(*_eval_model(d), "--out", str(d / "evm"))
+    assert r.returncode == 0, r.stderr[-500:]
+    build_tiny_model(d / "m", seed=1)
+
+
+def _eval_model(d: Path) -> list[str]:
+    return ["eval", "--model", str(d / "m"), *EVAL[3:]]
+
+
 def _no_duplicates(out: Path) -> None:
     import json
 
@@ -146,6 +162,8 @@ CASES: list[Case] = [
          "does not exist"),
     Case("eval-torn-generations-rerun", lambda d: [*EVAL, "--out", str(d / "ev")], "wrote", slow=True, code=0,
          setup=lambda d: _torn_eval(d / "ev"), check=lambda d: _no_duplicates(d / "ev")),
+    Case("eval-retrained-weights-rerun", lambda d: [*_eval_model(d), "--out", str(d / "evm")],
+         "holds samples of other weights", slow=True, setup=_evaluated_then_retrained),
     # train
     Case("train-existing-run-dir", lambda d: ["train", "tiny", "--run-dir", str(d / "run")], "--overwrite",
          _write("run/notes.txt", "my run\n")),

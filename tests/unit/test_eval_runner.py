@@ -111,3 +111,53 @@ def test_out_path_that_cannot_be_a_directory_is_one_line(scripted, tmp_path):
     assert (tmp_path / "afile").read_text() == "mine"
     with pytest.raises(RunDirError, match="cannot create"):
         runner.run_eval(cfg(tmp_path / "afile" / "sub", samples=1))  # was NotADirectoryError
+
+
+def _model_dir(d, weights=b"w" * 64):
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text('{"model_type": "qwen2"}')
+    (d / "model.safetensors").write_bytes(weights)
+    return d
+
+
+def _tree(d):
+    import hashlib
+
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_changed_weights_never_reuse_samples(scripted, tmp_path):
+    from openrs_cli.errors import RunDirError
+
+    m = _model_dir(tmp_path / "m")
+    out = tmp_path / "out"
+    c = cfg(out, samples=1)
+    c.model = str(m)
+    res = runner.run_eval(c)
+    assert res["model_fingerprint"]["files"].keys() == {"config.json", "model.safetensors"}
+    first = scripted["be"]
+    (m / "model.safetensors").write_bytes(b"v" * 64)  # retrained at the same path
+    before = _tree(out)
+    with pytest.raises(RunDirError, match=r"other weights .*changed: model.safetensors.*--fresh"):
+        runner.run_eval(c)
+    assert _tree(out) == before and scripted["be"] is first  # refused before any backend was built
+    c.fresh = True
+    runner.run_eval(c)  # starts over: every sample generated again
+    fresh = scripted["be"]
+    assert fresh is not first and fresh.calls == [[1, 1, 1]]
+    c.fresh = False
+    runner.run_eval(c)  # and the new weights then resume: nothing left to generate
+    assert scripted["be"] is fresh
+
+
+def test_fingerprint_of_a_large_file_reads_its_edges_only(tmp_path):
+    from openrs_cli.evaluate import fingerprint
+
+    big = tmp_path / "model.safetensors"
+    with open(big, "wb") as f:
+        f.truncate(fingerprint.WHOLE_MAX + 8 * fingerprint.EDGE)  # sparse
+    a = fingerprint.file_digest(big)
+    with open(big, "r+b") as f:
+        f.seek(big.stat().st_size - 10)
+        f.write(b"x")  # the last tensor changed
+    assert fingerprint.file_digest(big) != a
