@@ -8,6 +8,7 @@ kill loses at most the batch in flight and a rerun continues without duplicates.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import Callable
@@ -129,6 +130,9 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
         check_settings(cfg)
     specs = parse_tasks(cfg.tasks)
     check_model_ref(cfg.model)
+    from openrs_cli.evaluate.fingerprint import normalise_model
+
+    cfg = dataclasses.replace(cfg, model=normalise_model(cfg.model))  # ./m, m/, a link to m: one model, one dir
     datas = [load_task(t, cfg.data, cfg.limit) for t in specs]
     out_dir = Path(cfg.out_dir) if cfg.out_dir else store.default_out_dir(cfg.model, cfg.revision,
                                                                              [t.name for t in specs])

@@ -161,3 +161,17 @@ def test_fingerprint_of_a_large_file_reads_its_edges_only(tmp_path):
         f.seek(big.stat().st_size - 10)
         f.write(b"x")  # the last tensor changed
     assert fingerprint.file_digest(big) != a
+
+
+def test_one_model_spelled_many_ways_resumes(scripted, tmp_path, monkeypatch):
+    m = _model_dir(tmp_path / "runs" / "tiny" / "final")
+    (tmp_path / "link").symlink_to(m, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    c = cfg(tmp_path / "out", samples=1)
+    c.model = "runs/tiny/final"
+    runner.run_eval(c)
+    first = scripted["be"]
+    for spelling in ("./runs/tiny/final", "runs/tiny/final/", str(m), "link", "./link/"):
+        c.model = spelling
+        res = runner.run_eval(c)  # refused before ("holds an eval made with model=...")
+        assert scripted["be"] is first and res["tasks"]["amc23"]["n_problems"] == 3
