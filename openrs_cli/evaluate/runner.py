@@ -136,6 +136,7 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     datas = [load_task(t, cfg.data, cfg.limit) for t in specs]
     out_dir = Path(cfg.out_dir) if cfg.out_dir else store.default_out_dir(cfg.model, cfg.revision,
                                                                              [t.name for t in specs])
+    store.check_out_dir(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file in the way, an unwritable or impossible path

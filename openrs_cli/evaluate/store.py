@@ -113,6 +113,22 @@ class GenerationWriter:
         self.close()
 
 
+OWN = {GENERATIONS, RESULTS, RUN_SPEC, "cost", "lighteval"}  # everything openrs eval writes in its output dir
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an existing, non-empty directory that holds anything openrs eval did not write (it never mixes
+    samples into, or replaces, a user's own results.json or generations.jsonl)."""
+    if not out_dir.is_dir():
+        return
+    names = sorted(p.name for p in out_dir.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    foreign = names if names and not (out_dir / RUN_SPEC).is_file() else [n for n in names if n not in OWN]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RunDirError(f"--out {out_dir}: holds files openrs eval did not write ({shown}); pass a new or empty "
+                          f"directory with --out (nothing was changed)")
+
+
 def check_run_spec(out_dir: Path, spec: dict) -> None:
     """Refuse to resume into a directory made with other settings; record the settings on first use."""
     p = out_dir / RUN_SPEC

@@ -164,6 +164,11 @@ CASES: list[Case] = [
          setup=lambda d: _torn_eval(d / "ev"), check=lambda d: _no_duplicates(d / "ev")),
     Case("eval-retrained-weights-rerun", lambda d: [*_eval_model(d), "--out", str(d / "evm")],
          "holds samples of other weights", slow=True, setup=_evaluated_then_retrained),
+    Case("eval-foreign-out-dir", lambda d: [*EVAL, "--out", str(d / "mine")], "holds files openrs eval did not write",
+         lambda d: (_write("mine/results.json", '{"my": "scores"}\n')(d),
+                    _write("mine/generations.jsonl", '{"id": "aime24-60", "completion": "mine"}\n')(d))),
+    Case("eval-out-dir-with-notes", lambda d: [*EVAL, "--out", str(d / "evn")], "(notes.txt)", slow=True,
+         setup=lambda d: (_torn_eval(d / "evn"), _write("evn/notes.txt", "my notes\n")(d))),
     # train
     Case("train-existing-run-dir", lambda d: ["train", "tiny", "--run-dir", str(d / "run")], "--overwrite",
          _write("run/notes.txt", "my run\n")),
