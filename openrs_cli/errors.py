@@ -26,3 +26,9 @@ class LedgerError(OpenrsError):
 
 class RunDirError(OpenrsError):
     """A run or output directory cannot be used as asked (exists, not writable, incomplete)."""
+
+
+class Interrupted(OpenrsError):
+    """Ctrl-C (SIGINT) stopped the work; the message says what was kept and how to continue."""
+
+    exit_code = 130

@@ -46,7 +46,8 @@ def run() -> None:
     except OpenrsError as e:
         from openrs_cli.commands._console import err_console, escape
 
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        prefix = "" if e.exit_code == 130 else "[bold red]error:[/] "  # an interrupt is not an error
+        err_console.print(f"{prefix}{escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except OSError as e:
         # The environment, not a bug: a full disk, a read-only or unwritable place, a file where a directory

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from openrs_cli.commands._console import console, escape
+from openrs_cli.commands._console import console, err_console, escape
 
 app = typer.Typer(
     help="Evaluate a model on AIME24, AMC23, MATH-500, Minerva and OlympiadBench the way the paper did "
@@ -68,8 +68,13 @@ def main(
                      backend=backend, batch_size=batch_size, data=data, out_dir=str(out) if out else None,
                      cost=not no_cost, engine=engine, data_parallel=data_parallel,
                      max_model_len=max_model_len, fresh=fresh)
-    with _progress("generating") as update:
-        res = run_eval(cfg, on_progress=update)
+    from openrs_cli.errors import Interrupted
+
+    try:
+        with _progress("generating") as update:
+            res = run_eval(cfg, on_progress=update)
+    except KeyboardInterrupt:  # before generation started (run_eval turns a later one into Interrupted)
+        raise Interrupted("interrupted before any sample was generated; rerun the same command to start") from None
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
@@ -154,7 +159,7 @@ class _progress:
 
     def __enter__(self):
         if not self.on:
-            return lambda ev: None
+            return self._resumed
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -164,12 +169,19 @@ class _progress:
         self.task = self.p.add_task(self.what, total=None, info="")
 
         def update(ev: dict) -> None:
+            self._resumed(ev)
             info = ""
             if "samples_per_s" in ev:
                 info = f"{ev['samples_per_s']:.2f} samples/s  acc {100 * ev['accuracy']:.1f}%"
             self.p.update(self.task, completed=ev.get("done", 0), total=ev.get("total"), info=info)
 
         return update
+
+    def _resumed(self, ev: dict) -> None:
+        if ev.get("out_dir") and ev.get("done"):  # the first event of a resumed eval
+            out = self.p.console if self.p is not None else err_console
+            out.print(f"resuming: {ev['done']} of {ev['total']} samples already done in {escape(ev['out_dir'])}",
+                      highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc):
         if self.p is not None:

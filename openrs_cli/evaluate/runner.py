@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from openrs_cli.errors import OpenrsError, RunDirError
+from openrs_cli.errors import Interrupted, OpenrsError, RunDirError
 from openrs_cli.evaluate import metrics, store
 from openrs_cli.evaluate.generation import (
     BACKENDS,
@@ -174,12 +174,13 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     try:
         if work:
             if on_progress:
-                on_progress({**stats, "samples_per_s": 0.0, "accuracy": 0.0})
+                on_progress({**stats, "samples_per_s": 0.0, "accuracy": 0.0, "out_dir": str(out_dir)})
             context = _generate_all(cfg, work, sampling, placement, gen_path, monitor, stats, t0, on_progress)
         status = "ok"
     except KeyboardInterrupt:
         status = "interrupted"
-        raise
+        raise Interrupted(f"interrupted: {stats['done']} of {total} samples saved in {out_dir}; rerun the same "
+                          f"command to continue") from None
     finally:
         if monitor is not None:
             _safe(monitor.close, status)

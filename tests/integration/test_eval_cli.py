@@ -88,6 +88,39 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tiny_model_dir,
     assert res["tasks"]["aime24"]["n_problems"] == 3 and res["tasks"]["amc23"]["samples"] == 2
 
 
+def test_ctrl_c_mid_run_keeps_samples_in_one_line(tiny_model_dir, tmp_path, cli):
+    """Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it): exit 130, one line naming the samples
+    kept and how to continue, no traceback from any process; the rerun says how many were already done."""
+    out = tmp_path / "ev"
+    gen = out / "generations.jsonl"
+    args = ["eval", "--model", str(tiny_model_dir), "--tasks", "aime24,amc23", "--samples", "2", "--limit", "3",
+            "--max-new-tokens", "128", "--batch-size", "1", "--out", str(out), "--no-cost"]
+    cmd = [sys.executable, "-c", "from openrs_cli.main import run; run()", *args]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+                         start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and p.poll() is None:
+            if gen.exists() and gen.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.02)
+        assert p.poll() is None, "the run finished before it could be interrupted; make it longer"
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    saved = len(_keys(gen))
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("Loading weights")]  # transformers'
+    assert lines == [f"interrupted: {saved} of 12 samples saved in {out}; rerun the same command to continue"], err
+    r = run_openrs(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming: {saved} of 12 samples already done in {out}" in r.stderr
+    assert len(_keys(gen)) == 12
+
+
 def test_compare_two_runs(tiny_model_dir, tmp_path, cli):
     outs = []
     for seed in ("1", "2"):
