@@ -151,15 +151,29 @@ def _print_table(tasks: dict, average: dict, title: str) -> None:
 
 
 class _progress:
-    """Rich progress on a terminal (problems done / total, samples/s, running accuracy); silent otherwise."""
+    """Rich progress on a terminal (samples done / total, samples/s, running accuracy). When stderr is a file or a
+    pipe (nohup, a batch job): a plain one-line record at the start, at the end and at least every `interval_s`
+    (a heartbeat thread repeats the last state while one batch runs long), with done/total, rate, ETA, accuracy."""
 
-    def __init__(self, what: str, quiet: bool = False):
-        self.what, self.on = what, (not quiet) and sys.stderr.isatty()
-        self.p = self.task = None
+    def __init__(self, what: str, quiet: bool = False, *, interval_s: float = 30.0, clock=None,
+                 heartbeat: bool = True):
+        import time
+
+        self.what, self.quiet, self.rich = what, quiet, (not quiet) and sys.stderr.isatty()
+        self.interval_s, self.clock, self.heartbeat = interval_s, clock or time.monotonic, heartbeat
+        self.p = self.task = self.ev = self.start = self._stop = None
+        self.printed_at = None
 
     def __enter__(self):
-        if not self.on:
+        if self.quiet:
             return self._resumed
+        if not self.rich:
+            if self.heartbeat:
+                import threading
+
+                self._stop = threading.Event()
+                threading.Thread(target=self._beat, daemon=True, name="openrs-progress").start()
+            return self._plain
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -177,6 +191,37 @@ class _progress:
 
         return update
 
+    def _plain(self, ev: dict) -> None:
+        self._resumed(ev)
+        now = self.clock()
+        if self.start is None:
+            self.start = (now, ev.get("done", 0))
+        self.ev = ev
+        if self.printed_at is None or ev.get("done") == ev.get("total") or now - self.printed_at >= self.interval_s:
+            self._print_line(now)
+
+    def tick(self) -> None:
+        """The heartbeat: repeat the last state when no line was printed for `interval_s`."""
+        now = self.clock()
+        if self.ev is not None and now - self.printed_at >= self.interval_s:
+            self._print_line(now)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(5.0, self.interval_s)):
+            self.tick()
+
+    def _print_line(self, now: float) -> None:
+        ev, (t0, d0) = self.ev, self.start
+        done, total = ev.get("done", 0), ev.get("total")
+        rate = (done - d0) / (now - t0) if now > t0 else 0.0
+        left = (total - done) / rate if rate > 0 and total else None
+        line = f"{self.what} {done}/{total if total is not None else '?'}  {rate:.2f} samples/s  eta " + \
+            ("-" if left is None else _duration(left))
+        if "accuracy" in ev:
+            line += f"  acc {100 * ev['accuracy']:.1f}%"
+        err_console.print(line, highlight=False, soft_wrap=True, markup=False)
+        self.printed_at = now
+
     def _resumed(self, ev: dict) -> None:
         if ev.get("out_dir") and ev.get("done"):  # the first event of a resumed eval
             out = self.p.console if self.p is not None else err_console
@@ -184,5 +229,12 @@ class _progress:
                       highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc):
+        if self._stop is not None:
+            self._stop.set()
         if self.p is not None:
             self.p.stop()
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

@@ -1,0 +1,38 @@
+"""`openrs eval` progress when stderr is a file or a pipe: plain one-line records at the start, the end and at
+least every 30 s (a heartbeat while a batch runs long), driven by a fake clock."""
+
+from openrs_cli.commands.evaluate import _progress
+
+
+def test_plain_progress_lines_every_interval(capsys):
+    now = [0.0]
+    prog = _progress("generating", clock=lambda: now[0], heartbeat=False)  # pytest's stderr is not a terminal
+    with prog as update:
+        ev = {"done": 0, "total": 120, "correct": 0, "graded": 0, "new": 0, "accuracy": 0.0}
+        update(ev)
+        now[0] = 10.0
+        update({**ev, "done": 10, "accuracy": 0.5})  # within 30 s of the last line: no line
+        now[0] = 40.0
+        update({**ev, "done": 40, "accuracy": 0.25})
+        now[0] = 65.0
+        prog.tick()  # one long batch: nothing new for 25 s since the last line, no line yet
+        now[0] = 70.0
+        prog.tick()  # 30 s: the heartbeat repeats the last state
+        now[0] = 120.0
+        update({**ev, "done": 120, "accuracy": 0.3})  # the end always prints
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "generating 0/120  0.00 samples/s  eta -  acc 0.0%",
+        "generating 40/120  1.00 samples/s  eta 1m20s  acc 25.0%",
+        "generating 40/120  0.57 samples/s  eta 2m20s  acc 25.0%",
+        "generating 120/120  1.00 samples/s  eta 0s  acc 30.0%",
+    ]
+
+
+def test_plain_progress_resumed_and_quiet(capsys):
+    with _progress("generating", clock=lambda: 0.0, heartbeat=False) as update:
+        update({"done": 5, "total": 9, "out_dir": "evals/x", "accuracy": 0.0})
+    assert capsys.readouterr().err.splitlines()[0] == "resuming: 5 of 9 samples already done in evals/x"
+    with _progress("grading", quiet=True, clock=lambda: 0.0, heartbeat=False) as update:
+        update({"done": 1, "total": 2})
+    assert capsys.readouterr().err == ""
