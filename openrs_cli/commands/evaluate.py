@@ -152,7 +152,7 @@ def _print_table(tasks: dict, average: dict, title: str) -> None:
 
 class _progress:
     """Rich progress on a terminal (samples done / total, samples/s, running accuracy). When stderr is a file or a
-    pipe (nohup, a batch job): a plain one-line record at the start, at the end and at least every `interval_s`
+    pipe (nohup, a batch job): a plain one-line record at the end and at least every `interval_s` from the start
     (a heartbeat thread repeats the last state while one batch runs long), with done/total, rate, ETA, accuracy."""
 
     def __init__(self, what: str, quiet: bool = False, *, interval_s: float = 30.0, clock=None,
@@ -194,10 +194,10 @@ class _progress:
     def _plain(self, ev: dict) -> None:
         self._resumed(ev)
         now = self.clock()
-        if self.start is None:
-            self.start = (now, ev.get("done", 0))
+        if self.start is None:  # no line yet: a start that fails stays one error line
+            self.start, self.printed_at = (now, ev.get("done", 0)), now
         self.ev = ev
-        if self.printed_at is None or ev.get("done") == ev.get("total") or now - self.printed_at >= self.interval_s:
+        if ev.get("done") == ev.get("total") or now - self.printed_at >= self.interval_s:
             self._print_line(now)
 
     def tick(self) -> None:

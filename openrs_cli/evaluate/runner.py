@@ -137,11 +137,43 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else store.default_out_dir(cfg.model, cfg.revision,
                                                                              [t.name for t in specs])
     store.check_out_dir(out_dir)
+    made = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
+    had = {name: (out_dir / name).exists() for name in (store.RUN_SPEC, store.GENERATIONS, "cost")}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file in the way, an unwritable or impossible path
         raise RunDirError(f"--out {out_dir}: cannot create the output directory ({e.strerror or e}); "
                           f"pass a writable directory path") from None
+    try:
+        return _run(cfg, datas, out_dir, on_progress)
+    except BaseException as e:
+        if _undo_start(out_dir, made, had) and isinstance(e, Interrupted):
+            raise Interrupted("interrupted before any sample was generated (nothing kept); rerun the same command "
+                              "to start") from None
+        raise
+
+
+def _undo_start(out_dir: Path, made: Path | None, had: dict[str, bool]) -> bool:
+    """A start that failed before any sample was saved leaves nothing behind: the directories this run made are
+    removed; in a directory the user already had, only the files this run added. True when it undid the start."""
+    import shutil
+
+    gen = out_dir / store.GENERATIONS
+    if gen.exists() and gen.stat().st_size > 0:
+        return False
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        return True
+    for name in (n for n, existed in had.items() if not existed):
+        if (out_dir / name).is_dir():
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+        else:
+            (out_dir / name).unlink(missing_ok=True)
+    return True
+
+
+def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> dict:
+    """run_eval once the output directory exists."""
     from openrs_cli.evaluate.fingerprint import model_fingerprint
 
     fingerprint = model_fingerprint(cfg.model, cfg.revision)

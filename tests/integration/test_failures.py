@@ -86,6 +86,10 @@ def _eval_model(d: Path) -> list[str]:
     return ["eval", "--model", str(d / "m"), *EVAL[3:]]
 
 
+def _empty_dir(p: Path) -> None:
+    assert p.is_dir() and not any(p.iterdir()), f"{p}: the user's directory was removed or left with files"
+
+
 def _no_duplicates(out: Path) -> None:
     import json
 
@@ -169,6 +173,15 @@ CASES: list[Case] = [
                     _write("mine/generations.jsonl", '{"id": "aime24-60", "completion": "mine"}\n')(d))),
     Case("eval-out-dir-with-notes", lambda d: [*EVAL, "--out", str(d / "evn")], "(notes.txt)", slow=True,
          setup=lambda d: (_torn_eval(d / "evn"), _write("evn/notes.txt", "my notes\n")(d))),
+    Case("eval-model-unloadable-new-out", lambda d: [*_eval_model(d), "--out", str(d / "new" / "ev1")],
+         "cannot load model", slow=True, setup=_write("m/config.json", '{"model_type": "qwen2"}\n'),
+         check=lambda d: _absent(d / "new")),
+    Case("eval-model-unloadable-default-out", _eval_model, "cannot load model", slow=True,
+         setup=_write("m/config.json", '{"model_type": "qwen2"}\n'), check=lambda d: _absent(d / "evals")),
+    Case("eval-model-unloadable-users-dir", lambda d: [*_eval_model(d), "--out", str(d / "mine")],
+         "cannot load model", slow=True,
+         setup=lambda d: (_write("m/config.json", '{"model_type": "qwen2"}\n')(d), (d / "mine").mkdir()),
+         check=lambda d: _empty_dir(d / "mine")),
     # train
     Case("train-existing-run-dir", lambda d: ["train", "tiny", "--run-dir", str(d / "run")], "--overwrite",
          _write("run/notes.txt", "my run\n")),

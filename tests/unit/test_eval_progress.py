@@ -1,5 +1,5 @@
-"""`openrs eval` progress when stderr is a file or a pipe: plain one-line records at the start, the end and at
-least every 30 s (a heartbeat while a batch runs long), driven by a fake clock."""
+"""`openrs eval` progress when stderr is a file or a pipe: plain one-line records at the end and at least
+every 30 s (a heartbeat while a batch runs long), driven by a fake clock."""
 
 from openrs_cli.commands.evaluate import _progress
 
@@ -9,7 +9,7 @@ def test_plain_progress_lines_every_interval(capsys):
     prog = _progress("generating", clock=lambda: now[0], heartbeat=False)  # pytest's stderr is not a terminal
     with prog as update:
         ev = {"done": 0, "total": 120, "correct": 0, "graded": 0, "new": 0, "accuracy": 0.0}
-        update(ev)
+        update(ev)  # the start prints nothing (a start that fails stays one error line)
         now[0] = 10.0
         update({**ev, "done": 10, "accuracy": 0.5})  # within 30 s of the last line: no line
         now[0] = 40.0
@@ -22,7 +22,6 @@ def test_plain_progress_lines_every_interval(capsys):
         update({**ev, "done": 120, "accuracy": 0.3})  # the end always prints
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
-        "generating 0/120  0.00 samples/s  eta -  acc 0.0%",
         "generating 40/120  1.00 samples/s  eta 1m20s  acc 25.0%",
         "generating 40/120  0.57 samples/s  eta 2m20s  acc 25.0%",
         "generating 120/120  1.00 samples/s  eta 0s  acc 30.0%",
