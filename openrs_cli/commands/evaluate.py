@@ -23,7 +23,8 @@ TASKS_HELP = "Comma-separated tasks: aime24, amc23, math_500, minerva, olympiadb
 @app.callback()
 def main(
     ctx: typer.Context,
-    model: str = typer.Option(None, "--model", "-m", help="Model dir, hub id, .gguf file, or openrs-tiny."),
+    model: str = typer.Option(None, "--model", "-m", help="Model dir, hub id, .gguf file, or openrs-tiny "
+                              "(default: the newest runs/<name>/final)."),
     tasks: str = typer.Option("aime24,amc23,math_500,minerva,olympiadbench", "--tasks", "-t", help=TASKS_HELP),
     samples: int = typer.Option(1, "--samples", "-k", help="Samples per problem (the paper: 1). Use 16+ for "
                                 "aime24/amc23: with 30-40 problems one sample has a stderr of about 8 points."),
@@ -57,10 +58,13 @@ def main(
     if ctx.invoked_subcommand is not None:
         return
     if not model:
-        from openrs_cli.errors import OpenrsError
+        from openrs_cli.evaluate.fingerprint import newest_run_model
 
-        raise OpenrsError("openrs eval needs --model (a model dir, hub id, .gguf file or openrs-tiny); "
-                          "see `openrs eval --help`")
+        final, others = newest_run_model()
+        model = str(final)
+        err_console.print(f"no --model: evaluating {escape(model)}, the newest finished run under ./runs"
+                          + (f" ({others} older; --model picks another)" if others else ""), highlight=False,
+                          soft_wrap=True)
     from openrs_cli.evaluate.runner import EvalConfig, run_eval
 
     cfg = EvalConfig(model=model, tasks=tasks, revision=revision, label=label, samples=samples, limit=limit,

@@ -30,6 +30,20 @@ def normalise_model(model: str) -> str:
     return str(p.resolve()) if p.exists() else model
 
 
+def newest_run_model(root: str | Path = "runs") -> tuple[Path, int]:
+    """The `final/` model of the newest finished run under `root` (by its config.json's time) and how many other
+    finished runs there are; an OpenrsError naming the choices when there is none."""
+    from openrs_cli.errors import OpenrsError
+
+    finals = sorted((p.parent for p in Path(root).glob("*/final/config.json")), key=lambda p: (p / "config.json")
+                    .stat().st_mtime)
+    if not finals:
+        raise OpenrsError(f"openrs eval needs --model: no finished run under ./{Path(root)} (no {Path(root)}/<name>/"
+                          f"final); pass --model with a run's final/ dir, a checkpoint (runs/<name>/checkpoint-N) or a "
+                          f"published model id such as knoveleng/Open-RS3")
+    return finals[-1], len(finals) - 1
+
+
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     size = path.stat().st_size

@@ -86,6 +86,17 @@ def _eval_model(d: Path) -> list[str]:
     return ["eval", "--model", str(d / "m"), *EVAL[3:]]
 
 
+def _two_runs(d: Path) -> None:
+    import os
+    import shutil
+
+    from openrs_cli.tiny import ensure_tiny_model
+
+    for i, name in enumerate(("old", "new")):
+        shutil.copytree(ensure_tiny_model(), d / "runs" / name / "final")
+        os.utime(d / "runs" / name / "final" / "config.json", (1e9 + i, 1e9 + i))
+
+
 def _empty_dir(p: Path) -> None:
     assert p.is_dir() and not any(p.iterdir()), f"{p}: the user's directory was removed or left with files"
 
@@ -182,6 +193,10 @@ CASES: list[Case] = [
          "cannot load model", slow=True,
          setup=lambda d: (_write("m/config.json", '{"model_type": "qwen2"}\n')(d), (d / "mine").mkdir()),
          check=lambda d: _empty_dir(d / "mine")),
+    Case("eval-no-model-no-runs", lambda d: ["eval", "--tasks", "aime24,amc23"], "knoveleng/Open-RS3",
+         _write("runs/notes/metrics.jsonl", "{}\n"), check=lambda d: _absent(d / "evals")),
+    Case("eval-no-model-newest-run", lambda d: ["eval", *EVAL[3:]], "evaluating runs/new/final, the newest", slow=True,
+         code=0, setup=_two_runs, check=lambda d: _absent(d / "evals" / "old-final")),
     # train
     Case("train-existing-run-dir", lambda d: ["train", "tiny", "--run-dir", str(d / "run")], "--overwrite",
          _write("run/notes.txt", "my run\n")),
