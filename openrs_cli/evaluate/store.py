@@ -161,7 +161,7 @@ def _check_fingerprints(out_dir: Path, old: dict, spec: dict) -> None:
     from openrs_cli.evaluate.fingerprint import changed_files
 
     fp_old, fp_new = old.get("model_fingerprint"), spec.get("model_fingerprint")
-    if not isinstance(fp_old, dict):
+    if fp_new is not None and not isinstance(fp_old, dict):
         raise RunDirError(f"{out_dir} holds samples recorded without the model's fingerprint, so they may come from "
                           f"other weights; {FRESH_HINT}")
     if fp_new is not None and fp_old.get("sha256") != fp_new.get("sha256"):
