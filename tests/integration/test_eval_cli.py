@@ -55,20 +55,27 @@ def test_acceptance_run_writes_both_files(tiny_model_dir, tmp_path, cli):
     assert code == 2 and "temperature=0.6" in err
 
 
+def _start_and_wait_for_samples(args: list[str], gen, **popen):
+    """Start `openrs ARGS` and return once it has saved 2 samples to `gen` (still running)."""
+    cmd = [sys.executable, "-c", "from openrs_cli.main import run; run()", *args]
+    p = subprocess.Popen(cmd, env=os.environ.copy(), **popen)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if gen.exists() and gen.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.02)
+    if p.poll() is not None:
+        raise AssertionError("the run finished before it could be stopped; make it longer")
+    return p
+
+
 def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tiny_model_dir, tmp_path, cli):
     out = tmp_path / "ev"
     gen = out / "generations.jsonl"
     args = ["eval", "--model", str(tiny_model_dir), "--tasks", "aime24,amc23", "--samples", "2", "--limit", "3",
             "--max-new-tokens", "128", "--batch-size", "1", "--out", str(out), "--no-cost"]
-    cmd = [sys.executable, "-c", "from openrs_cli.main import run; run()", *args]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    deadline = time.time() + 300
+    p = _start_and_wait_for_samples(args, gen, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while time.time() < deadline and p.poll() is None:
-            if gen.exists() and gen.read_text().count("\n") >= 2:
-                break
-            time.sleep(0.02)
-        assert p.poll() is None, "the run finished before it could be killed; make it longer"
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=30)
     finally:
@@ -95,16 +102,9 @@ def test_ctrl_c_mid_run_keeps_samples_in_one_line(tiny_model_dir, tmp_path, cli)
     gen = out / "generations.jsonl"
     args = ["eval", "--model", str(tiny_model_dir), "--tasks", "aime24,amc23", "--samples", "2", "--limit", "3",
             "--max-new-tokens", "128", "--batch-size", "1", "--out", str(out), "--no-cost"]
-    cmd = [sys.executable, "-c", "from openrs_cli.main import run; run()", *args]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
-                         start_new_session=True)
-    deadline = time.time() + 300
+    p = _start_and_wait_for_samples(args, gen, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
     try:
-        while time.time() < deadline and p.poll() is None:
-            if gen.exists() and gen.read_text().count("\n") >= 2:
-                break
-            time.sleep(0.02)
-        assert p.poll() is None, "the run finished before it could be interrupted; make it longer"
         os.killpg(p.pid, signal.SIGINT)
         _, err = p.communicate(timeout=60)
     finally:
