@@ -24,7 +24,7 @@ CALIBRATION = {
     "max_prompt_length": 512, "max_completion_length": 3584, "params_b": 1.5,
     "source": "arXiv 2503.16219 (Open-RS exp3: 500 steps, 24 h, 4x A40) and knoveleng/open-rs recipes/grpo.yaml",
 }
-GEN_SHARE = (0.8, "generation is 70-90% of RLVR wall time (cost-anchors §4); midpoint used")
+GEN_SHARE = (0.8, "assumed: generation takes 70-90% of the wall time of RL with verifiable rewards (a range reported by energy-measurement projects, not measured here); midpoint used")
 # name: (memory bandwidth GB/s, dense BF16 tensor TFLOPS, source)
 GPU_SPECS = {
     "A40": (696, 149.7, "NVIDIA A40 datasheet"),

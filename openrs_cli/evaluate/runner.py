@@ -71,7 +71,7 @@ def _versions() -> dict:
 
 
 def _open_cost(out_dir: Path, enabled: bool, gpu_indices: list[int] | None = None):
-    """The contract-3 monitor when the cost package exists and --no-cost is not given; never fails the eval.
+    """The cost monitor (openrs_cli.cost.open_monitor) when the cost package exists and --no-cost is not given; never fails the eval.
     It bills the GPUs the backend uses (gpu_indices), not every visible one."""
     if not enabled:
         return None

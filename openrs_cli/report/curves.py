@@ -1,4 +1,4 @@
-"""Training curves of one run from its metrics.jsonl (contract 5 keys): reward (total and per function),
+"""Training curves of one run from its metrics.jsonl (the keys train/callbacks.py writes): reward (total and per function),
 completion length against max_completion_length, truncated and non-English fractions, KL, time per step.
 Missing keys leave their panel marked "not logged"; long runs get a moving average over the raw lines.
 """

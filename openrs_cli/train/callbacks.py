@@ -1,7 +1,7 @@
 """Instrumentation for the worker: metrics.jsonl records, completions.jsonl samples, timing, language check.
 
 `MetricsCallback` (a transformers `TrainerCallback`, main process only) turns each TRL log into one flat
-contract-5 record. Step time is measured from `on_step_begin` to `on_step_end`; generation time is what
+metrics record. Step time is measured from `on_step_begin` to `on_step_end`; generation time is what
 `StepClock.generation` accumulated during the step (the worker's trainer times TRL's generate-and-score call);
 optimisation time is the rest of the step.
 
@@ -60,7 +60,7 @@ def append_jsonl(path: Path, records: list[dict]) -> None:
         f.flush()
 
 
-# TRL 1.16 log key -> contract-5 key
+# TRL 1.16 log key -> metrics.jsonl key
 _RENAME = {
     "reward": "reward_mean",
     "reward_std": "reward_std",

@@ -1,6 +1,6 @@
 """The run directory: creation rules, the resolved recipe.yaml, launch.json, and checkpoint discovery.
 
-Layout (contract 5): recipe.yaml, launch.json, checkpoint-*/, metrics.jsonl, completions.jsonl, cost/, final/,
+Layout: recipe.yaml, launch.json, checkpoint-*/, metrics.jsonl, completions.jsonl, cost/, final/,
 logs/. A new run never replaces an existing non-empty directory unless asked (`overwrite=True`); `--resume`
 continues from the newest *complete* checkpoint (trainer_state.json is written last by transformers, so a
 checkpoint killed mid-save is skipped).

@@ -38,7 +38,7 @@ def _exit_when_orphaned(poll_s: float = 1.0) -> None:
 
 
 def _load_rewards(recipe, tokenizer, factory: str | None):
-    if factory:  # "module:function" with the contract-2 signature (benchmarks/train_overhead.py)
+    if factory:  # "module:function" with the signature of rewards.build_reward_funcs (benchmarks/train_overhead.py)
         mod, fn = factory.split(":")
         return getattr(importlib.import_module(mod), fn)(recipe.rewards, tokenizer)
     from openrs_cli.rewards import build_reward_funcs

@@ -40,7 +40,7 @@ def test_acceptance_run_writes_both_files(tiny_model_dir, tmp_path, cli):
         assert tr["n_problems"] == 5 and tr["samples"] == 2 and set(tr["pass@k"]) == {"1", "2"}
         assert 0 <= tr["pass@1"] <= 1 and len(tr["ci95"]) == 2 and tr["data_sha256"]
     assert res["average"]["tasks"] == ["aime24", "amc23"]
-    ledger = Path(res["cost_ledger"])  # the eval's cost ledger (contract 3), with its generation phase
+    ledger = Path(res["cost_ledger"])  # the eval's cost ledger, with its generation phase
     assert ledger.is_file() and '"generation"' in ledger.read_text()
     rec = json.loads((out / "generations.jsonl").read_text().splitlines()[0])
     assert rec["kind"] == "generation" and rec["prompt"].startswith("<|im_start|>user\nSolve the following")

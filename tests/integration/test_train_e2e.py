@@ -1,6 +1,6 @@
 """`openrs train tiny` end to end through real `accelerate launch` subprocesses on CPU (marked slow).
 
-Covers: the run directory of contract 5, a final/ model that loads and generates, weights that moved under the
+Covers: the run directory layout (train/rundir.py), a final/ model that loads and generates, weights that moved under the
 dense toy reward, SIGKILL after the first checkpoint + --resume reaching max_steps with every optimiser step
 done exactly once, and the DeepSpeed ZeRO-2 (CPU) accelerate config.
 """

@@ -42,7 +42,7 @@ def task(p1: float, lo: float | None = None, hi: float | None = None, samples: i
 
 
 def write_results(path: Path, model: str, tasks: dict, label: str = "", **extra) -> Path:
-    """A results.json as `openrs eval` writes it (contract 4)."""
+    """A results.json as `openrs eval` writes it (evaluate/runner.py)."""
     rec = {**header("results"), "model": model, "revision": None, "label": label, "backend": "transformers",
            "sampling": {"temperature": 0.6, "top_p": 0.95, "samples": 4, "max_new_tokens": 32768, "seed": 0},
            "tasks": tasks, "average": {"pass@1": sum(t["pass@1"] or 0 for t in tasks.values()) / len(tasks),
