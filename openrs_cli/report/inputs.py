@@ -202,11 +202,8 @@ def _read_metrics(path: Path, notes: list[str]) -> list[dict]:
 def _cost_summary(run: Path, notes: list[str]) -> dict | None:
     if not (run / "cost").exists():
         return None
-    try:
-        from openrs_cli.cost import summarize_run
-    except ImportError:
-        notes.append("cost summaries unavailable: this openrs has no cost module (openrs_cli.cost)")
-        return None
+    from openrs_cli.cost import summarize_run
+
     try:
         return summarize_run(run)
     except OpenrsError as e:

