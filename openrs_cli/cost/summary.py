@@ -15,10 +15,11 @@ import csv
 from pathlib import Path
 
 from openrs_cli.cost.ledger import ledger_files, read_ledger
-from openrs_cli.cost.prices import DATA, PriceTable, gpu_key, load_prices
+from openrs_cli.cost.prices import PriceTable, gpu_key, load_prices
 from openrs_cli.errors import LedgerError
 
-PAPER_TABLE = DATA / "paper_table34_costs.csv"
+# the one copy of the paper's Tables 3/4, shipped with the report data (its SOURCES.md says where each row is from)
+PAPER_TABLE = Path(__file__).resolve().parent.parent / "report" / "paper_data" / "table34_costs.csv"
 _ADDITIVE = ("gpu_seconds", "energy_j", "power_integral_j", "idle_s", "busy_s")
 
 
