@@ -14,8 +14,6 @@ first-order estimate; the constants are returned with their sources so the user 
 
 from __future__ import annotations
 
-import re
-
 from openrs_cli.cost.prices import PriceTable, load_prices, normalize_key
 from openrs_cli.errors import RecipeError
 
@@ -40,8 +38,9 @@ GPU_SPECS = {
 
 def params_from_model_id(model_id: str) -> float | None:
     """'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B' -> 1.5; None when the id names no size."""
-    m = re.search(r"(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])", model_id.rsplit("/", 1)[-1])
-    return float(m.group(1)) if m else None
+    from openrs_cli.models import size_from_name
+
+    return size_from_name(model_id)
 
 
 def estimate(recipe, gpu: str = "A40", gpus: int | None = None, prices: PriceTable | None = None) -> dict:

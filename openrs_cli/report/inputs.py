@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openrs_cli.errors import OpenrsError
+from openrs_cli.models import size_from_name
 from openrs_cli.report.data import (
     BENCH_TITLES,
     BENCHMARKS,
@@ -36,7 +37,6 @@ from openrs_cli.report.data import (
 from openrs_cli.schema import check_schema
 
 _CKPT = re.compile(r"checkpoint-(\d+)")
-_SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])")
 RUN_MARKERS = ("metrics.jsonl", "recipe.yaml", "launch.json", "cost")
 
 
@@ -232,8 +232,8 @@ def size_b(*names: str, model_dir: Path | None = None) -> float | None:
         if name and name.lower() in known:
             return known[name.lower()]
     for name in names:
-        if name and (m := _SIZE.search(name)):
-            return float(m.group(1))
+        if name and (found := size_from_name(name)) is not None:
+            return found
     if model_dir is not None and model_dir.is_dir():
         total = 0
         for st in model_dir.glob("*.safetensors"):
