@@ -37,10 +37,10 @@ def non_english_frac(texts) -> float | None:
 
 
 def completion_text(c) -> str:
-    """TRL gives conversational completions as [{"role": "assistant", "content": ...}], standard ones as str."""
-    if isinstance(c, list):
-        return "".join(m.get("content", "") if isinstance(m, dict) else str(m) for m in c)
-    return str(c)
+    """The text of one TRL completion, by the rule the rewards read it with (rewards.funcs.completion_texts)."""
+    from openrs_cli.rewards.funcs import completion_texts
+
+    return completion_texts([c])[0]
 
 
 class StepClock:

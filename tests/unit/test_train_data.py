@@ -99,3 +99,14 @@ def test_metrics_callback_writes_contract_records(tmp_path):
     assert r["kind"] == "metrics" and r["step"] == 1 and r["reward_mean"] == 0.5 and r["truncated_frac"] == 0.25
     assert r["rewards/format/mean"] == 0.5 and r["max_completion_length"] == 32 and r["non_english_frac"] == 0.0
     assert r["generation_time_s"] == 0.0 and r["optimisation_time_s"] == pytest.approx(r["step_time_s"])
+
+
+def test_completions_log_reads_a_completion_as_the_rewards_do():
+    """completions.jsonl and the non-English share read TRL's completions by the rewards' rule (one rule, not two:
+    a message without content, or a non-dict part, was turned into 'None' text there)."""
+    from openrs_cli.rewards.funcs import completion_texts
+    from openrs_cli.train.callbacks import completion_text
+
+    samples = ["plain", [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": None}],
+               [{"role": "assistant", "content": "x"}, "stray"], {"content": "d"}, None]
+    assert [completion_text(c) for c in samples] == completion_texts(samples) == ["plain", "a", "x", "d", ""]
