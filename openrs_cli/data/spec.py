@@ -161,19 +161,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _explain(err: dict) -> str:
-    loc = ".".join(str(x) for x in err["loc"])
-    if err["type"] == "extra_forbidden":
-        parent = _fields_for(err["loc"][:-1])
-        near = difflib.get_close_matches(str(err["loc"][-1]), parent, n=1, cutoff=0.5)
-        hint = f"; did you mean '{near[0]}'?" if near else (f"; valid keys: {', '.join(parent)}" if parent else "")
-        return f"unknown key '{loc}'{hint}"
-    msg = err["msg"].removeprefix("Value error, ")
-    got = err.get("input")
-    shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) else ""
-    return f"{loc}: {msg}{shown}" if loc else msg
-
-
 def _fields_for(loc: tuple) -> list[str]:
     model: Any = BuildSpec
     parts = list(loc)
@@ -254,7 +241,9 @@ def load_spec(
     try:
         spec = BuildSpec.model_validate(data)
     except ValidationError as e:
-        raise DataError(f"data spec '{name_or_path}': {_explain(e.errors()[0])}") from None
+        from openrs_cli.validation import explain_all
+
+        raise DataError(f"data spec '{name_or_path}': {explain_all(e.errors(), _fields_for)}") from None
     for name, s in spec.sources.items():
         if not s.path:
             raise DataError(

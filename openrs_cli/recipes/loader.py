@@ -126,28 +126,13 @@ def _fields_at(loc: tuple) -> list[str]:
     return list(model.model_fields) if model else []
 
 
-def _explain(err: dict) -> str:
-    loc = tuple(str(x) for x in err["loc"])
-    dotted = ".".join(loc)
-    if err["type"] == "extra_forbidden":
-        valid = _fields_at(loc[:-1])
-        near = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
-        prefix = ".".join(loc[:-1] + (near[0],)) if near else None
-        hint = f"; did you mean '{prefix}'?" if near else f"; valid keys here: {', '.join(valid)}"
-        return f"unknown key '{dotted}'{hint}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if not loc:
-        return msg
-    got = err.get("input")
-    shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
-    return f"{dotted}: {msg[0].lower() + msg[1:]}{shown}"
-
-
 def validate(data: dict, where: str) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        raise RecipeError(f"{where}: {_explain(e.errors()[0])}") from None
+        from openrs_cli.validation import explain_all
+
+        raise RecipeError(f"{where}: {explain_all(e.errors(), _fields_at)}") from None
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:

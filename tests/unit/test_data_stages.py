@@ -35,7 +35,7 @@ def test_presets_and_overrides():
         (("custom",), "has no path"),
         (("open-rsx",), "did you mean 'open-rs'"),
         (("custom", ["sede=1"], ["x.jsonl"]), "unknown key 'sede'; did you mean 'seed'"),
-        (("custom", ["sources.custom.limt=3"], ["x.jsonl"]), "did you mean 'limit'"),
+        (("custom", ["sources.custom.limt=3"], ["x.jsonl"]), "did you mean 'sources.custom.limit'"),
         (("custom", ["mix.nope=3"], ["x.jsonl"]), "mix pool 'nope'"),
         (("open-rs", [], ["x.jsonl"]), "write --source NAME=PATH"),
         (("custom", [], ["x.jsonl"], ["question"]), "ROLE=COLUMN"),

@@ -206,3 +206,15 @@ def test_validate_runs_every_check_train_runs(cli, tmp_path, body, override):
     code, _, train_err = cli("train", "tiny", override, "--dry-run")
     assert code == 2
     assert cli("recipes", "validate", "tiny", override)[::2] == (2, train_err)
+
+
+def test_every_recipe_error_is_listed_in_one_line():
+    """Before: only pydantic's first error was shown, so a user fixed one typo per run."""
+    from openrs_cli.errors import RecipeError
+
+    with pytest.raises(RecipeError) as e:
+        load_recipe("tiny", ["optim.learnin_rate=1e-6", "generation.temperature=hot", "output.save_stepz=3"])
+    msg = str(e.value)
+    assert "\n" not in msg and msg.count(";") >= 3 and "3 problems:" in msg
+    for part in ("did you mean 'optim.learning_rate'", "generation.temperature:", "did you mean 'output.save_steps'"):
+        assert part in msg
