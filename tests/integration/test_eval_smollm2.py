@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from openrs_cli.grading import EVAL_LATEX_GOLD, grade
+
 pytestmark = pytest.mark.slow
 
 NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,5 +49,6 @@ def test_smollm2_gguf_on_math500(tmp_path, cli):
         words = re.findall(r"[A-Za-z]{2,}", r["completion"])
         assert len(words) >= 5, r["completion"]
         assert r["n_tokens"] > 0 and r["finish_reason"] in ("stop", "length")
-        assert r["verdict"] in ("correct", "wrong", "unparseable_answer", "unparseable_gold", "timed_out")
+        # the recorded verdict is the grader's for this completion and gold (math_500: the latex-gold preset)
+        assert r["verdict"] == grade(r["completion"], r["gold"], EVAL_LATEX_GOLD).verdict.value, r
         assert "\\boxed" in r["gold"]  # math_500 gold is the full solution

@@ -4,7 +4,6 @@ import pytest
 
 
 def test_engine_lighteval_without_lighteval_is_one_clean_line(cli, tmp_path):
-    pytest.importorskip("typer")
     try:
         import lighteval  # noqa: F401
 
