@@ -171,3 +171,21 @@ def test_figure1_labels_do_not_overlap(tmp_path):
             assert frame.x0 - 1 <= a.x0 and a.x1 <= frame.x1 + 1, "label outside its axes"
             for b in boxes[i + 1:]:
                 assert not a.overlaps(b), "two labels overlap"
+
+
+def test_figures_plot_the_users_data(report_dir):
+    """What the figures draw, read from figures/data.json (a plot of the wrong data had the same size and ink)."""
+    out, _ = report_dir
+    data = json.loads((out / "figures" / "data.json").read_text())
+    # checkpoints: the user's series at steps 20/40/60 with AIME24 30/40/35 (pass@1 in %)
+    aime = next(p for p in data["checkpoints"]["panels"] if p["title"] == "AIME24")
+    assert [[20.0, 30.0], [40.0, 40.0], [60.0, 35.0]] in [ln["xy"] for ln in aime["lines"]]
+    # average: the other model's five-benchmark mean (FULL: 60, 85, 70, 30, 50 -> 59.0) is one of the bars
+    widths = {round(b[2], 1) for p in data["average"]["panels"] for b in p["bars"]}
+    assert 59.0 in widths and 56.3 in widths  # and Open-RS3's published 56.3
+    # figure 1: Open-RS3's 46.7 at its published $42
+    cost_panel = next(p for p in data["figure1"]["panels"] if "cost" in p["title"])
+    assert [42.0, 46.7] in cost_panel["points"]
+    # training curves: one reward point per logged step
+    curves = data["training-grpo-mini"]["panels"]
+    assert any(len(ln["xy"]) == 60 for p in curves for ln in p["lines"])
