@@ -110,3 +110,18 @@ def test_completions_log_reads_a_completion_as_the_rewards_do():
     samples = ["plain", [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": None}],
                [{"role": "assistant", "content": "x"}, "stray"], {"content": "d"}, None]
     assert [completion_text(c) for c in samples] == completion_texts(samples) == ["plain", "a", "x", "d", ""]
+
+
+def test_the_trl_internals_the_worker_relies_on_still_exist():
+    """The worker's trainer overrides three GRPOTrainer methods and reads its `_logs` buffers: a TRL release that
+    renames one would silently drop the timing, cost phases or completions log (or crash mid-run)."""
+    import inspect
+
+    from trl import GRPOTrainer
+
+    for name, params in {"_generate_and_score_completions": ["self", "inputs"],
+                         "_save_checkpoint": ["self", "model", "trial"], "log": ["self", "logs", "start_time"]}.items():
+        assert list(inspect.signature(getattr(GRPOTrainer, name)).parameters)[: len(params)] == params, name
+    src = inspect.getsource(GRPOTrainer)
+    for key in ("prompt", "completion", "rewards", "advantages"):
+        assert f'self._logs["{key}"]' in src, key
