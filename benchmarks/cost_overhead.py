@@ -1,12 +1,13 @@
 """CPU cost of the cost sampler: its real thread at 1 Hz against an idle baseline, in the same process and run.
 
-    .venv/bin/python benchmarks/cost_overhead.py [--seconds 30] [--gpus 8] [--backend fake|null|auto]
+    .venv/bin/python benchmarks/cost_overhead.py [--seconds 30] [--gpus 8] [--backend auto|pynvml|fake|null]
 
 Baseline: the process sleeps for N seconds (its own background CPU use). Measured: the same, with `open_monitor`'s
 real sampler thread polling every second (heartbeat every 10 s, so ledger appends + fsync are included). The
-difference, as a share of one core, is the sampler's overhead (goal < 1 %). This machine has no GPU, so the
-default backend is the fake one (8 scripted GPUs through the same sampler loop, ledger and locking); on a GPU
-machine pass `--backend auto` to poll real NVML. Also prints the CPU per poll (from a tight loop of polls) and the
+difference, as a share of one core, is the sampler's overhead (goal < 1 %). The default backend `auto` polls
+real NVML (nvidia-ml-py) where it is present; on a machine without NVML it says so and measures the fake backend
+instead (8 scripted GPUs through the same sampler loop, ledger and locking: the cost of openrs's own code, not of
+the NVML calls). Also prints the CPU per poll (from a tight loop of polls) and the
 latency of one begin/end window pair (2 polls + 1 fsynced ledger line).
 Last line: `sampler_cpu_pct_of_core_at_1hz: <number>`.
 """
@@ -29,12 +30,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--gpus", type=int, default=8)
-    ap.add_argument("--backend", default="fake", help="fake (scripted GPUs), null, or auto (real NVML if present)")
+    ap.add_argument("--backend", default="auto",
+                    help="auto (real NVML, else the fake backend), pynvml (real NVML only), fake, or null")
     a = ap.parse_args()
 
     from openrs_cli.cost import open_monitor
 
-    backend = f"fake:{json.dumps({'count': a.gpus})}" if a.backend == "fake" else a.backend
+    backend = a.backend
+    if backend in ("auto", "pynvml"):
+        from openrs_cli.cost.backend import NvmlUnavailable, PynvmlBackend
+
+        try:
+            PynvmlBackend(None).shutdown()
+            backend = "pynvml"
+        except (NvmlUnavailable, OSError) as e:
+            if a.backend == "pynvml":
+                raise SystemExit(f"no NVML here ({e}); run on a GPU machine or pass --backend fake") from None
+            print(f"no NVML here ({e}): measuring the fake backend ({a.gpus} scripted GPUs), not real NVML calls")
+            backend = "fake"
+    if backend == "fake":
+        backend = f"fake:{json.dumps({'count': a.gpus})}"
     with tempfile.TemporaryDirectory() as d:
         base = cpu_over(a.seconds)
         mon = open_monitor(d, kind="bench", backend=backend, interval_s=1.0, heartbeat_s=10.0)

@@ -122,7 +122,10 @@ def main() -> None:
             d[k][1] += 1
         if not same:
             disagree.append((c, score, le_pred, le_gold, o))
-    print(f"graded {len(cases)} pairs: openrs {t_openrs:.1f} s, lighteval {t_le:.1f} s")
+    n_syn = sum(c["kind"] != "generated" for c in cases)
+    print(f"graded {len(cases)} pairs ({n_syn} synthetic: each problem's own answer, a perturbed one and none, in "
+          f"the paper's answer line; {len(cases) - n_syn} from --generations): openrs {t_openrs:.1f} s, "
+          f"lighteval {t_le:.1f} s")
     for name, (a, n) in per_task.items():
         print(f"  {name:14s} agreement {a}/{n} = {a / n:.4f}")
     for name, (a, n) in per_kind.items():
@@ -133,6 +136,8 @@ def main() -> None:
         print(f"    lighteval {score:.0f} pred={le_pred[:2]} gold={le_gold[:2]} | openrs {o['verdict']} "
               f"pred={o['pred']!r} gold={golds[(c['task'], c['id'])][-60:]!r}")
     total = sum(a for a, _ in per_task.values()), sum(n for _, n in per_task.values())
+    if not n_syn < len(cases):
+        print("agreement on synthetic completions only: real model outputs (--generations) can disagree more")
     print(f"lighteval_agreement: {total[0] / total[1]:.4f}")
 
 

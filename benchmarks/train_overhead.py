@@ -5,7 +5,8 @@
 Both sides train the tiny offline model on the same prepared rows of the `tiny` recipe (bundled DeepScaleR
 sample, system + user prompts) with the same reward function (fraction of digit characters, for all three recipe
 reward names), the same seed and the same GRPO values, in this process, alternating repetitions. The baseline is
-`GRPOTrainer(model=path, reward_funcs=..., args=GRPOConfig(<values written by hand>), train_dataset=rows)`;
+`GRPOTrainer(model=path, reward_funcs=..., args=GRPOConfig(**grpo_kwargs(recipe)), train_dataset=rows)`, the
+GRPOConfig values from openrs's own recipe mapping so the two sides cannot drift apart;
 openrs is `openrs_cli.train.worker.build_trainer` (recipe -> GRPOConfig mapping, instrumented trainer,
 metrics.jsonl every step, completions.jsonl every step) with checkpoints off on both sides. Only `trainer.train()`
 is timed, as CPU seconds of this process (the machine is shared, so wall time swings several-fold between runs;
@@ -43,16 +44,16 @@ def toy_rewards(spec, tokenizer=None):
     return funcs, spec.weights or [1.0] * len(funcs)
 
 
-def baseline_trainer(model_dir: str, dataset, out: str, steps: int):
+def baseline_trainer(recipe, model_dir: str, dataset, out: str):
+    """Plain TRL: GRPOTrainer with a GRPOConfig of openrs's own recipe mapping (train.config.grpo_kwargs, so the two
+    sides cannot drift apart), with no openrs callbacks, logs or trainer subclass; checkpoints off."""
     from trl import GRPOConfig, GRPOTrainer
 
-    args = GRPOConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-                      num_generations=4, max_completion_length=32, temperature=1.0, learning_rate=1e-4,
-                      lr_scheduler_type="constant", beta=0.04, loss_type="bnpo", use_cpu=True, bf16=False,
-                      activation_checkpointing=False, seed=0, logging_steps=1, save_strategy="no",
-                      report_to="none", disable_tqdm=True, reward_weights=[1.0, 1.0, 1.0],
-                      use_bias_correction_kl=False)  # the paper's KL, as openrs pins it: same semantics both sides
-    funcs, _ = toy_rewards(type("S", (), {"funcs": ["accuracy", "format", "toy_digits"], "weights": None})())
+    from openrs_cli.train.config import grpo_kwargs
+
+    kw = {**grpo_kwargs(recipe, out), "save_strategy": "no"}
+    args = GRPOConfig(**kw)
+    funcs, _ = toy_rewards(recipe.rewards)
     return GRPOTrainer(model=model_dir, reward_funcs=funcs, args=args, train_dataset=dataset)
 
 
@@ -99,7 +100,7 @@ def main() -> None:
                 out = Path(tmp) / f"{side}-{rep}"
                 out.mkdir()
                 t0 = time.perf_counter()
-                tr = baseline_trainer(model_dir, dataset, str(out), a.steps) if side == "baseline" else \
+                tr = baseline_trainer(recipe, model_dir, dataset, str(out)) if side == "baseline" else \
                     openrs_trainer(recipe, out)
                 setup = time.perf_counter() - t0
                 cpu, wall = (x / a.steps for x in timed_train(tr))

@@ -1,7 +1,9 @@
-"""Record headers shared by every JSON/JSONL artifact openrs writes.
+"""The record types of every JSON/JSONL artifact openrs writes, defined once, and the header each starts with.
 
-Every record carries `schema_version` (per artifact kind), `openrs_version`, the git hash of the openrs checkout
-when there is one, UTC time, and `kind`. Readers call `check_schema` to refuse records from a newer schema.
+Every record carries `kind`, `schema_version` (per kind), `openrs_version`, the git hash of the openrs checkout
+when there is one, and UTC time. Writers build records with `record(kind, ...)`, which refuses a record that lacks
+one of its kind's fields; readers call `check_schema` to refuse another kind, a newer schema, or a record without
+its kind's fields.
 """
 
 from __future__ import annotations
@@ -9,23 +11,39 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from openrs_cli import __version__
 from openrs_cli.errors import OpenrsError
 
-# One version per artifact kind; bump when a reader would misread an old record.
-SCHEMA_VERSIONS = {
-    "recipe": 1,
-    "launch": 1,
-    "metrics": 1,
-    "completions": 1,
-    "generation": 1,
-    "results": 1,
-    "ledger": 1,
-    "data_manifest": 1,
-    "doctor": 1,
-}
+
+@dataclass(frozen=True)
+class RecordType:
+    kind: str
+    version: int  # bump when a reader would misread an old record
+    file: str  # where openrs writes it
+    fields: tuple[str, ...]  # what every record of the kind holds besides the header
+    what: str
+
+
+RECORD_TYPES: dict[str, RecordType] = {r.kind: r for r in (
+    RecordType("recipe", 1, "<run>/recipe.yaml (header as a comment)", (), "the resolved recipe a run used"),
+    RecordType("launch", 1, "<run>/launch.json", ("recipe", "recipe_sha256"), "how a run was launched, and its relaunches"),
+    RecordType("metrics", 1, "<run>/metrics.jsonl", ("step",), "one line per logged training step"),
+    RecordType("completions", 1, "<run>/completions.jsonl", ("step", "index", "prompt", "completion", "rewards"),
+               "sampled training completions with their rewards"),
+    RecordType("generation", 1, "<eval>/generations.jsonl",
+               ("task", "id", "sample", "completion", "verdict", "correct", "seed"), "one eval sample, graded"),
+    RecordType("results", 1, "<eval>/results.json", ("model", "tasks", "average"), "an eval's scores"),
+    RecordType("eval_run", 1, "<eval>/eval-run.json", ("model", "engine"),
+               "the settings and fingerprints an eval directory's samples were made with"),
+    RecordType("ledger", 1, "<run or eval>/cost/ledger-<host>-<pid>.jsonl", ("record",),
+               "cost samples: run_start, interval, window, run_end"),
+    RecordType("data_manifest", 1, "<data>/manifest.json", ("rows", "content_sha256"), "what a data build wrote"),
+    RecordType("doctor", 1, "openrs doctor --json", (), "the environment openrs found"),
+)}
+SCHEMA_VERSIONS = {k: r.version for k, r in RECORD_TYPES.items()}
 
 
 def utc_now() -> str:
@@ -56,8 +74,16 @@ def header(kind: str) -> dict:
     }
 
 
+def record(kind: str, **fields) -> dict:
+    """A new record of `kind`: its header, then `fields`, which must hold every field of the kind."""
+    missing = [f for f in RECORD_TYPES[kind].fields if f not in fields]
+    if missing:
+        raise ValueError(f"a '{kind}' record needs {', '.join(missing)}")
+    return {**header(kind), **fields}
+
+
 def check_schema(record: dict, kind: str, where: str) -> None:
-    """Refuse a record of another kind or a newer schema version, naming the file."""
+    """Refuse a record of another kind, a newer schema version or one without its kind's fields, naming the file."""
     got_kind = record.get("kind", kind)
     if got_kind != kind:
         raise OpenrsError(f"{where}: expected a '{kind}' record, found '{got_kind}'; pass the right file")
@@ -69,3 +95,7 @@ def check_schema(record: dict, kind: str, where: str) -> None:
             f"{where}: schema_version {version} is newer than this openrs understands "
             f"({SCHEMA_VERSIONS[kind]}); upgrade openrs"
         )
+    missing = [f for f in RECORD_TYPES[kind].fields if f not in record]
+    if missing:
+        raise OpenrsError(f"{where}: a '{kind}' record without {', '.join(missing)}; it was not written by this "
+                          f"openrs, or was edited")

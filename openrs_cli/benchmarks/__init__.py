@@ -7,7 +7,6 @@ before returning rows, so a tampered or truncated copy fails loudly instead of s
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from openrs_cli.errors import DataError
@@ -56,5 +55,6 @@ def path(name: str, verify: bool = True) -> Path:
 
 def load(name: str, verify: bool = True) -> list[dict]:
     """Rows of a bundled set (id, problem, answer, solution?, source, meta)."""
-    with open(path(name, verify), encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    from openrs_cli.jsonl import read_objects
+
+    return read_objects(path(name, verify), "reinstall openrs")

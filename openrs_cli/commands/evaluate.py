@@ -147,11 +147,15 @@ def _print_table(tasks: dict, average: dict, title: str) -> None:
     for name, r in tasks.items():
         ci = r.get("ci95")
         pk = " ".join(f"@{k}:{100 * v:.1f}" for k, v in r["pass@k"].items() if k != "1")
-        t.add_row(name, str(r["n_problems"]), str(r["samples"]), _pct(r["pass@1"]),
+        t.add_row(name, str(r.get("coverage") or r["n_problems"]) if r.get("complete") is False else str(r["n_problems"]),
+                  str(r["samples"]), _pct(r["pass@1"]),
                   f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "-", _pct(r.get("stderr")), _pct(r.get("maj@k")),
                   pk or "-")
     t.add_row("average", "", "", _pct(average.get("pass@1")), "", "", "", "", style="bold")
     console.print(t)
+    if average.get("left_out"):
+        console.print(f"partial (not averaged): {', '.join(average['left_out'])}; a whole-benchmark score needs every "
+                      f"problem (no --limit, the bundled data)")
 
 
 class _progress:

@@ -53,19 +53,6 @@ def normalise(rows: list[dict]) -> tuple[list[dict], dict]:
     return kept, dict(dropped)
 
 
-def all_boxed(text: str) -> list[str]:
-    """Contents of every balanced \\boxed{...} (and \\fbox{...}) in order."""
-    out = []
-    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            out.append(text[m.end() : i - 1].strip())
-    return out
-
-
 def require_gold(
     rows: list[dict], require_boxed: bool, on_progress: Progress | None = None, label: str = "gold"
 ) -> tuple[list[dict], dict]:
@@ -127,6 +114,8 @@ _CHOICE = re.compile(r"\\text(?:bf)?\s*\{\s*\(?[A-E]\)?\s*\}|\([A-E]\)|^\s*[A-E]
 def boxed_answers(solution: str) -> set[str]:
     """Distinct \\boxed{} contents with answer-choice labels ((C), \\textbf{(C)}, \\text{C}) and spaces removed."""
     out = set()
+    from openrs_cli.grading.boxed import all_boxed
+
     for b in all_boxed(solution):
         b = _CHOICE.sub("", b).lstrip("=")
         if b:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from openrs_cli.errors import OpenrsError
 from openrs_cli.evaluate import store
-from openrs_cli.schema import header
+from openrs_cli.schema import record
 
 
 def patch_registry() -> None:
@@ -100,15 +100,15 @@ def run_lighteval(cfg, datas, out_dir: Path) -> dict:
         tasks[td.task.name] = {"n_problems": len(td.problems), "samples": 1, "pass@1": r.get("extractive_match"),
                                "pass@k": {"1": r.get("extractive_match")}, "maj@k": None, "ci95": None,
                                "stderr": r.get("extractive_match_stderr"), "task_version": td.task.version,
-                               "data_sha256": td.sha256, "data_source": td.source}
+                               "data_sha256": td.sha256, "data_source": td.source, **td.coverage()}
     from openrs_cli.evaluate import metrics
 
-    results = {**header("results"), "model": cfg.model, "revision": cfg.revision,
-               "label": cfg.label or store.model_name(cfg.model), "backend": backend, "engine": "lighteval",
-               "sampling": {"samples": 1, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                            "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit,
-                            "data": cfg.data},
-               "tasks": tasks, "average": metrics.average(tasks), "wall_time_s": round(time.time() - t0, 3),
-               "cost_ledger": None, "out_dir": str(out_dir), "lighteval_raw": raw}
+    results = record("results", model=cfg.model, revision=cfg.revision,
+                     label=cfg.label or store.model_name(cfg.model), backend=backend, engine="lighteval",
+                     sampling={"samples": 1, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                               "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit,
+                               "data": cfg.data},
+                     tasks=tasks, average=metrics.average(tasks), wall_time_s=round(time.time() - t0, 3),
+                     cost_ledger=None, out_dir=str(out_dir), lighteval_raw=raw)
     store.write_json_atomic(out_dir / store.RESULTS, results)
     return results

@@ -14,7 +14,6 @@ This module imports lighteval at the top: only lighteval should import it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -60,12 +59,9 @@ def _data_dir(name: str) -> str:
     d = Path(os.environ.get("OPENRS_LIGHTEVAL_DATA_DIR", cache_root() / "lighteval-data")) / name
     f = d / "test.jsonl"
     if not f.is_file():
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / ".test.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as out:
-            for p in load_task(TASKS[name]).problems:
-                out.write(json.dumps({"id": p.id, "problem": p.problem, "gold": p.gold}, ensure_ascii=False) + "\n")
-        tmp.replace(f)
+        from openrs_cli import jsonl
+
+        jsonl.write_all(f, ({"id": p.id, "problem": p.problem, "gold": p.gold} for p in load_task(TASKS[name]).problems))
     return str(d)
 
 

@@ -145,6 +145,9 @@ def task_metrics(per_problem: dict[str, list[tuple[bool, str | None]]], seed: in
 
 
 def average(task_results: dict[str, dict]) -> dict:
-    """The paper's Avg column: the unweighted mean of the tasks' pass@1."""
-    vals = {t: r["pass@1"] for t, r in task_results.items() if r.get("pass@1") is not None}
-    return {"pass@1": mean(list(vals.values())) if vals else None, "tasks": list(vals)}
+    """The paper's Avg column: the unweighted mean of the tasks' pass@1, over whole benchmarks only (a task marked
+    `complete: false` — a --limit cut or other data — is listed under `left_out`, never averaged)."""
+    vals = {t: r["pass@1"] for t, r in task_results.items()
+            if r.get("pass@1") is not None and r.get("complete", True)}
+    left_out = [t for t, r in task_results.items() if r.get("complete", True) is False]
+    return {"pass@1": mean(list(vals.values())) if vals else None, "tasks": list(vals), "left_out": left_out}

@@ -28,7 +28,7 @@ from openrs_cli.evaluate.generation import (
 )
 from openrs_cli.evaluate.scoring import grade_pairs, task_results
 from openrs_cli.evaluate.tasks import TaskData, load_task, parse_tasks
-from openrs_cli.schema import header
+from openrs_cli.schema import record
 from openrs_cli.tiny import check_model_ref
 
 ENGINES = ("openrs", "lighteval")
@@ -216,25 +216,26 @@ def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> 
         if td.task.name in tasks:
             tasks[td.task.name]["data_sha256"] = td.sha256
             tasks[td.task.name]["data_source"] = td.source
-    results = {
-        **header("results"),
-        "model": cfg.model,
-        "revision": cfg.revision,
-        "model_fingerprint": fingerprint,
-        "label": cfg.label or store.model_name(cfg.model),
-        "backend": backend_name,
-        "engine": cfg.engine,
-        "sampling": {"samples": cfg.samples, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                     "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit, "data": cfg.data,
-                     "max_model_len": context},
-        "tasks": tasks,
-        "average": metrics.average(tasks),
-        "versions": _versions(),
-        "wall_time_s": round(time.time() - t0, 3),
-        "cost_ledger": _ledger_path(out_dir),
-        "out_dir": str(out_dir),
-        "generations": str(gen_path),
-    }
+            tasks[td.task.name].update(td.coverage())
+    results = record(
+        "results",
+        model=cfg.model,
+        revision=cfg.revision,
+        model_fingerprint=fingerprint,
+        label=cfg.label or store.model_name(cfg.model),
+        backend=backend_name,
+        engine=cfg.engine,
+        sampling={"samples": cfg.samples, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                  "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit, "data": cfg.data,
+                  "max_model_len": context},
+        tasks=tasks,
+        average=metrics.average(tasks),
+        versions=_versions(),
+        wall_time_s=round(time.time() - t0, 3),
+        cost_ledger=_ledger_path(out_dir),
+        out_dir=str(out_dir),
+        generations=str(gen_path),
+    )
     store.write_json_atomic(out_dir / store.RESULTS, results)
     return results
 
@@ -311,11 +312,11 @@ def _grade_batch(units, comps, texts, seeds, backend, cfg) -> list[dict]:
             verdicts[i] = g
     out = []
     for (td, p, s, c, text, seed), g in zip(flat, verdicts, strict=True):
-        out.append({
-            **header("generation"),
-            "task": td.task.name, "task_version": td.task.version, "id": p.id, "sample": s,
-            "prompt": text, "completion": c.text, "pred": g.pred, "gold": p.gold, "verdict": g.verdict.value,
-            "correct": g.correct, "n_tokens": c.n_tokens, "finish_reason": c.finish_reason, "seed": seed,
-            "model": cfg.model, "revision": cfg.revision, "backend": backend,
-        })
+        out.append(record(
+            "generation",
+            task=td.task.name, task_version=td.task.version, id=p.id, sample=s,
+            prompt=text, completion=c.text, pred=g.pred, gold=p.gold, verdict=g.verdict.value,
+            correct=g.correct, n_tokens=c.n_tokens, finish_reason=c.finish_reason, seed=seed,
+            model=cfg.model, revision=cfg.revision, backend=backend,
+        ))
     return out

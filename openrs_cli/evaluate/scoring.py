@@ -7,11 +7,11 @@ between two results.json files over the problems they share.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from openrs_cli import jsonl
 from openrs_cli.errors import DataError, TaskError
 from openrs_cli.evaluate import metrics
 from openrs_cli.evaluate.tasks import TaskSpec, get_task, load_task, task_for_id
@@ -50,24 +50,15 @@ def _count(xs) -> dict:
 
 def read_jsonl_records(path: Path) -> list[dict]:
     """Records of a JSONL file; a torn last line is ignored, any other bad line is an error."""
+    hint = "pass a JSONL of {id, completion, sample?} records"
     if not path.is_file():
-        raise DataError(f"{path}: no such file; pass a JSONL of {{id, completion, sample?}} records")
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); pass a JSONL of {{id, completion, sample?}} "
-                        f"records") from None
+        raise DataError(f"{path}: no such file; {hint}")
+    text = jsonl.read_utf8(path, hint)
+    lines = text.split("\n")
+    numbers = [i for i, line in enumerate(lines, 1) if line.strip()]
     out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == len(lines):  # torn last line (killed writer)
-                continue
-            raise DataError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line") from None
-        if not isinstance(rec, dict) or "id" not in rec or "completion" not in rec:
+    for i, rec in zip(numbers, jsonl.parse_objects(text, path, hint, torn_tail_ok=True), strict=False):
+        if "id" not in rec or "completion" not in rec:
             raise DataError(f"{path}:{i}: each record needs 'id' and 'completion' (and optionally 'sample', 'task')")
         sample = rec.get("sample")
         if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 0):
@@ -122,6 +113,10 @@ def score_records(records: list[dict], task: str | None = None, data: str = "bun
         if on_progress:
             on_progress(done, total)
     tasks = task_results(graded)
+    for name, t in tasks.items():  # records of only some problems are a partial score, never averaged
+        full = get_task(name).n_problems
+        t.update(benchmark_problems=full, complete=t["n_problems"] >= full and data in ("bundled", "hub"),
+                 coverage=f"{t['n_problems']}/{full} problems")
     return {"tasks": tasks, "average": metrics.average(tasks), "graded": graded}
 
 

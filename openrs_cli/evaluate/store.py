@@ -13,9 +13,10 @@ import os
 import re
 from pathlib import Path
 
-from openrs_cli.errors import RunDirError
+from openrs_cli import jsonl
+from openrs_cli.errors import OpenrsError, RunDirError
 from openrs_cli.files import write_json_atomic
-from openrs_cli.schema import check_schema
+from openrs_cli.schema import check_schema, record
 
 GENERATIONS = "generations.jsonl"
 RESULTS = "results.json"
@@ -45,24 +46,14 @@ def default_out_dir(model: str, revision: str | None, task_names: list[str], roo
 
 
 def read_generations(path: Path) -> tuple[list[dict], int]:
-    """Records of a generations file (first of each key wins) and the number of unreadable lines skipped."""
-    if not path.exists():
-        return [], 0
+    """Records of a generations file (first of each key wins) and the number of unreadable lines skipped
+    (jsonl.read_log's policy: a torn last line is expected after a kill and not counted)."""
+    log = jsonl.read_log(path)
     seen: set[tuple] = set()
-    out, bad = [], 0
-    with open(path, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            bad += i < len(lines) - 1  # a torn last line is expected after a kill; count others
-            continue
-        sample = rec.get("sample", 0) if isinstance(rec, dict) else None
-        if not isinstance(rec, dict) or "id" not in rec or not isinstance(sample, int) or isinstance(sample, bool) \
+    out, bad = [], len(log.bad)
+    for rec in log.records:
+        sample = rec.get("sample", 0)
+        if "id" not in rec or not isinstance(sample, int) or isinstance(sample, bool) \
                 or sample < 0:  # an edited or foreign record: regenerated rather than trusted
             bad += 1
             continue
@@ -74,37 +65,18 @@ def read_generations(path: Path) -> tuple[list[dict], int]:
     return out, bad
 
 
-def _cut_torn_tail(path: Path) -> None:
-    """Remove a partial last line (no trailing newline) left by a killed writer."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        data = f.read()
-        f.truncate(data.rfind(b"\n") + 1)
-
-
 class GenerationWriter:
-    """Appends records to generations.jsonl, one fsync per batch."""
+    """Appends records to generations.jsonl (a torn tail cut first), one fsync per batch."""
 
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _cut_torn_tail(path)
-        self._f = open(path, "a", encoding="utf-8")
+        self._out = jsonl.Appender(path)
 
     def write_batch(self, records: list[dict]) -> None:
-        if not records:
-            return
-        self._f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        self._out.append(records)
 
     def close(self) -> None:
-        self._f.close()
+        self._out.close()
 
     def __enter__(self):
         return self
@@ -139,6 +111,11 @@ def check_run_spec(out_dir: Path, spec: dict) -> None:
             old = None
         if not isinstance(old, dict):
             raise RunDirError(f"{p} is not a JSON object as openrs writes it; restore it or pass another --out")
+        if "kind" in old:  # openrs 0.2 wrote it without a header: read as is
+            try:
+                check_schema(old, "eval_run", str(p))
+            except OpenrsError as e:
+                raise RunDirError(f"{e}; pass another --out") from None
         for k in RESUME_KEYS:
             if old.get(k) != spec.get(k):
                 raise RunDirError(
@@ -150,7 +127,7 @@ def check_run_spec(out_dir: Path, spec: dict) -> None:
         if merged != old.get("data_sha256"):  # a new task joins the directory: record its data too
             write_json_atomic(p, {**old, "data_sha256": merged})
     else:
-        write_json_atomic(p, spec)
+        write_json_atomic(p, record("eval_run", **spec))
 
 
 FRESH_HINT = "rerun with --fresh to discard them and start over, or pass another --out"

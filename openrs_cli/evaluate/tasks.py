@@ -109,6 +109,25 @@ class TaskData:
     problems: list[Problem]
     source: str  # "bundled", "hub:<id>@<split>" or a file path
     sha256: str | None  # of the bundled/local file (None for hub data)
+    rows: int | None = None  # problems in the data before --limit
+
+    def coverage(self) -> dict:
+        """Whether these problems are the whole benchmark: results.json's `complete` and `coverage` for the task.
+
+        Complete: every problem of the bundled copy (or of the paper's hub dataset), no --limit cutting it. A
+        --limit cut, or a --data file other than the bundled copy, is partial: marked ("5/30 problems") and never
+        averaged beside full benchmarks."""
+        from openrs_cli import benchmarks
+
+        n, full = len(self.problems), self.task.n_problems
+        same_data = self.source == "bundled" or self.source.startswith("hub:") or (
+            self.sha256 is not None and self.sha256 == benchmarks.sha256_file(benchmarks.path(self.task.bundled)))
+        complete = same_data and n == (self.rows if self.rows is not None else n) and n >= full
+        if same_data:
+            text = f"{n}/{full} problems"
+        else:
+            text = f"{n} problems from {self.source}, not the {full}-problem benchmark"
+        return {"benchmark_problems": full, "complete": complete, "coverage": text}
 
 
 def _rows_from_jsonl(path: Path) -> list[dict]:
@@ -151,7 +170,7 @@ def load_task(task: TaskSpec, data: str = "bundled", limit: int | None = None) -
         p = benchmarks.path(task.bundled)
         probs = _to_problems(_rows_from_jsonl(p), task.prompt_field, task.gold_field, str(p), task.bundled,
                              task.wrap_gold)
-        td = TaskData(task, probs, "bundled", benchmarks.sha256_file(p))
+        td = TaskData(task, probs, "bundled", benchmarks.sha256_file(p), len(probs))
     elif data == "hub":
         try:
             import datasets
@@ -164,7 +183,7 @@ def load_task(task: TaskSpec, data: str = "bundled", limit: int | None = None) -
             ) from None
         probs = _to_problems(list(ds), task.hub_prompt_field, task.hub_gold_field, task.hub_id, task.bundled,
                              task.wrap_gold)
-        td = TaskData(task, probs, f"hub:{task.hub_id}@{task.hub_split}", None)
+        td = TaskData(task, probs, f"hub:{task.hub_id}@{task.hub_split}", None, len(probs))
     else:
         p = Path(data)
         if p.is_dir():
@@ -173,10 +192,10 @@ def load_task(task: TaskSpec, data: str = "bundled", limit: int | None = None) -
             raise DataError(f"--data {data}: no such file (give 'bundled', 'hub', a JSONL file or a dir of <task>.jsonl)")
         probs = _to_problems(_rows_from_jsonl(p), task.prompt_field, task.gold_field, str(p), task.bundled,
                              task.wrap_gold)
-        td = TaskData(task, probs, str(p), benchmarks.sha256_file(p))
+        td = TaskData(task, probs, str(p), benchmarks.sha256_file(p), len(probs))
     ids = [pr.id for pr in td.problems]
     if len(set(ids)) != len(ids):
         raise DataError(f"{td.source}: duplicate problem ids in task {task.name}; ids must be unique")
     if limit is not None:
-        td = TaskData(td.task, td.problems[:limit], td.source, td.sha256)
+        td = TaskData(td.task, td.problems[:limit], td.source, td.sha256, td.rows)
     return td

@@ -30,10 +30,10 @@ killing workers). math-verify is imported only in the workers.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 
+from openrs_cli.grading.boxed import all_boxed, extract_boxed
 from openrs_cli.grading.config import (
     EVAL_EXPR_GOLD,
     EVAL_LATEX_GOLD,
@@ -46,27 +46,9 @@ from openrs_cli.grading.config import (
 )
 from openrs_cli.grading.pool import _SPARES, _pool
 
-_BRACES = re.compile(r"\\boxed\{|[{}]")
-
 __all__ = ["EVAL_EXPR_GOLD", "EVAL_LATEX_GOLD", "FIXED_REWARD", "PAPER_COSINE", "PAPER_REWARD", "GradeResult",
-           "GraderConfig", "Verdict", "default_workers", "extract_boxed", "gold_parses", "grade", "grade_many",
+           "GraderConfig", "Verdict", "all_boxed", "default_workers", "extract_boxed", "gold_parses", "grade", "grade_many",
            "warm_up"]
-
-
-def extract_boxed(text: str) -> str | None:
-    """Content of the last balanced \\boxed{...} in text (None if there is none). Linear time."""
-    if not isinstance(text, str) or "\\boxed{" not in text:
-        return None
-    stack: list[int] = []  # content start for \boxed{, -1 for a plain {
-    best: tuple[int, int] | None = None
-    for m in _BRACES.finditer(text):
-        tok = m.group()
-        if tok == "}":
-            if stack and (start := stack.pop()) >= 0 and (best is None or start > best[0]):
-                best = (start, m.start())
-        else:
-            stack.append(m.end() if tok != "{" else -1)
-    return None if best is None else text[best[0]:best[1]]
 
 
 def grade(completion: str, gold: str, cfg: GraderConfig = EVAL_LATEX_GOLD) -> GradeResult:

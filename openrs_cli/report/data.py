@@ -67,6 +67,7 @@ class Score:
 
     mean: float
     ci: float | None = None
+    of: str | None = None  # a partial score: what it covers ("5/30 problems"); None for the whole benchmark
 
 
 @dataclass

@@ -187,7 +187,9 @@ def _log_ticks(ax, dollars: bool) -> None:
 
 def _val_text(r: ModelRow, key: str) -> str:
     s = r.avg if key == "avg" else r.scores.get(key)
-    return "" if s is None else (f"{s.mean:.1f} ± {s.ci:.1f}" if s.ci else f"{s.mean:.1f}")
+    if s is None:
+        return ""
+    return (f"{s.mean:.1f} ± {s.ci:.1f}" if s.ci else f"{s.mean:.1f}") + (f" ({s.of})" if s.of else "")
 
 
 def _y_layout(rows: list[ModelRow]) -> list[float]:

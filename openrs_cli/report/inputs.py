@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from openrs_cli import jsonl
 from openrs_cli.errors import OpenrsError
 from openrs_cli.models import size_from_name
 from openrs_cli.report.data import (
@@ -35,11 +36,9 @@ from openrs_cli.report.data import (
     mean_score,
 )
 from openrs_cli.schema import check_schema
+from openrs_cli.train.rundir import is_run_dir
 
 _CKPT = re.compile(r"checkpoint-(\d+)")
-RUN_MARKERS = ("metrics.jsonl", "recipe.yaml", "launch.json", "cost")
-
-
 @dataclass
 class UserResult:
     path: Path
@@ -78,10 +77,6 @@ def show_path(p: Path) -> str:
         return str(p)
 
 
-def is_run_dir(p: Path) -> bool:
-    return p.is_dir() and any((p / m).exists() for m in RUN_MARKERS)
-
-
 def find_results(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for p in paths:
@@ -110,8 +105,8 @@ def find_runs(paths: list[Path]) -> list[Path]:
         hits += sorted(g for c in p.iterdir() if c.is_dir() and not is_run_dir(c) for g in c.iterdir()
                        if is_run_dir(g))
         if not hits:
-            raise OpenrsError(f"--runs {p}: no training run in it (a run dir holds metrics.jsonl or recipe.yaml); "
-                              "pass the directory `openrs train` wrote")
+            raise OpenrsError(f"--runs {p}: no training run in it (a run dir holds the recipe.yaml `openrs train` "
+                              "writes); pass the directory `openrs train` wrote")
         runs += hits
     return runs
 
@@ -160,10 +155,11 @@ def load_result(path: Path) -> UserResult:
             ci = 100 * (lo_hi[1] - lo_hi[0]) / 2
         elif isinstance(t.get("stderr"), (int, float)) and math.isfinite(t["stderr"]):
             ci = 100 * 1.96 * t["stderr"]
-        scores[key] = Score(100 * p1, ci)
         n, full = t.get("n_problems"), bench_problems().get(key)
-        if isinstance(n, int) and full and n < full:
-            partial[key] = (n, full)
+        if t.get("complete") is False or ("complete" not in t and isinstance(n, int) and full and n < full):
+            partial[key] = (n if isinstance(n, int) else 0, full)  # results.json's own mark; older files: by count
+        of = (str(t.get("coverage") or f"{n}/{full} problems")) if key in partial else None
+        scores[key] = Score(100 * p1, ci, of)
     model = str(rec.get("model") or path.parent.name)
     run_dir = _run_of(model, path)
     step = rec.get("step") if isinstance(rec.get("step"), int) else None
@@ -179,22 +175,14 @@ def load_result(path: Path) -> UserResult:
 
 
 def _read_metrics(path: Path, notes: list[str]) -> list[dict]:
-    if not path.exists():
-        return []
-    records, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1  # a run still writing, or killed mid-line
-            continue
+    log = jsonl.read_log(path)  # a run still writing, or killed mid-line: torn lines are left out
+    records = []
+    for rec in log.records:
         if not records:
             check_schema(rec, "metrics", show_path(path))
-        if isinstance(rec, dict) and isinstance(rec.get("step"), (int, float)):
+        if isinstance(rec.get("step"), (int, float)):
             records.append(rec)
-    if bad:
+    if bad := len(log.bad) + bool(log.torn):
         notes.append(f"{show_path(path)}: skipped {bad} unreadable line(s)")
     return records
 

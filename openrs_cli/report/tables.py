@@ -36,9 +36,10 @@ def _csvnum(x: float | None) -> str:
 def _score_text(s: Score | None, fmt: str) -> str:
     if s is None:
         return DASH if fmt == "md" else "--"
+    of = f" ({s.of})" if s.of else ""  # a partial score says what it covers in every table
     if s.ci is None:
-        return f"{s.mean:.1f}"
-    return f"{s.mean:.1f} ± {s.ci:.1f}" if fmt == "md" else f"{s.mean:.1f} $\\pm$ {s.ci:.1f}"
+        return f"{s.mean:.1f}{of}"
+    return f"{s.mean:.1f} ± {s.ci:.1f}{of}" if fmt == "md" else f"{s.mean:.1f} $\\pm$ {s.ci:.1f}{of}"
 
 
 def _bold(text: str, fmt: str) -> str:

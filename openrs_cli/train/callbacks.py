@@ -13,12 +13,12 @@ French would pass as "English".
 
 from __future__ import annotations
 
-import json
 import time
 import unicodedata
 from pathlib import Path
 
-from openrs_cli.schema import header
+from openrs_cli import jsonl
+from openrs_cli.schema import record
 
 NON_LATIN_SHARE = 0.2
 
@@ -51,13 +51,6 @@ class StepClock:
 
     def add_generation(self, seconds: float) -> None:
         self.generation += seconds
-
-
-def append_jsonl(path: Path, records: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, default=float) + "\n")
-        f.flush()
 
 
 # TRL 1.16 log key -> metrics.jsonl key
@@ -112,7 +105,7 @@ def _make_callback_class():
             logs = logs or {}
             if not state.is_world_process_zero or "reward" not in logs:
                 return  # end-of-train summary or a rank other than 0
-            rec = {**header("metrics"), "step": state.global_step}
+            rec = record("metrics", step=state.global_step)
             for key, value in logs.items():
                 if key in _RENAME:
                     rec[_RENAME[key]] = value
@@ -130,7 +123,7 @@ def _make_callback_class():
             rec["elapsed_s"] = elapsed
             rec["eta_s"] = elapsed / done * (state.max_steps - state.global_step) if done > 0 else None
             rec["max_steps"] = state.max_steps
-            append_jsonl(self.path, [rec])
+            jsonl.append(self.path, [rec], default=float)
 
     return MetricsCallback
 
@@ -141,15 +134,14 @@ def make_metrics_callback(run_dir, clock, max_completion_length, monitor=None):
 
 def completion_records(step: int, prompts, completions, rewards: dict, advantages) -> list[dict]:
     """completions.jsonl records (kind "completions") for one logged generation batch."""
-    h = header("completions")
     prompts, completions, adv = list(prompts), list(completions), list(advantages)
     out = []
     for i, (p, c) in enumerate(zip(prompts, completions, strict=False)):
         text = completion_text(c)
-        out.append({**h, "step": step, "index": i,
-                    "prompt": p[-1]["content"] if isinstance(p, list) and p else str(p),
-                    "completion": text,
-                    "rewards": {k: (list(v)[i] if i < len(v) else None) for k, v in rewards.items()},
-                    "advantage": adv[i] if i < len(adv) else None,
-                    "non_english": is_non_english(text)})
+        out.append(record("completions", step=step, index=i,
+                          prompt=p[-1]["content"] if isinstance(p, list) and p else str(p),
+                          completion=text,
+                          rewards={k: (list(v)[i] if i < len(v) else None) for k, v in rewards.items()},
+                          advantage=adv[i] if i < len(adv) else None,
+                          non_english=is_non_english(text)))
     return out

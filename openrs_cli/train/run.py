@@ -10,7 +10,6 @@ killed outright it leaves its engine process running).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from openrs_cli import jsonl
 from openrs_cli.errors import OpenrsError
 from openrs_cli.train.launch import Command, LaunchPlan
 
@@ -176,29 +176,6 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-class _Tail:
-    """New complete JSON lines of a growing file."""
-
-    def __init__(self, path: Path):
-        self.path, self.pos = path, path.stat().st_size if path.exists() else 0
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with open(self.path, "rb") as f:
-            f.seek(self.pos)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        self.pos += end
-        out = []
-        for line in data[:end].splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
-
-
 def run_plan(plan: LaunchPlan, *, runner: Runner = popen_runner, on_event: Callable[[str, dict], None] | None = None,
              poll_s: float = 0.5) -> int:
     """Start the plan's commands (the vLLM server first, training once the server answers its health check),
@@ -210,7 +187,7 @@ def run_plan(plan: LaunchPlan, *, runner: Runner = popen_runner, on_event: Calla
     run_dir = Path(plan.run_dir)
     logs = run_dir / "logs"
     procs = []
-    tail = _Tail(run_dir / "metrics.jsonl")
+    tail = jsonl.Tail(run_dir / "metrics.jsonl")
     main_thread = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None  # SIGTERM: clean up too
     try:

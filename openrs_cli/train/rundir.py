@@ -15,11 +15,12 @@ import re
 import shutil
 from pathlib import Path
 
+from openrs_cli import jsonl
 from openrs_cli.errors import RunDirError
-from openrs_cli.files import write_atomic
+from openrs_cli.files import write_atomic, write_json_atomic
 from openrs_cli.recipes import recipe_to_yaml
 from openrs_cli.recipes.schema import Recipe
-from openrs_cli.schema import SCHEMA_VERSIONS, header
+from openrs_cli.schema import SCHEMA_VERSIONS, header, record
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 _RNG = re.compile(r"^rng_state(?:_(\d+))?\.pth$")
@@ -126,21 +127,14 @@ def truncate_jsonl_after(path: Path, step: int) -> int:
     if not path.is_file():
         return 0
     keep, drop = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a line cut by the kill
-        rec_step = rec.get("step", 0) if isinstance(rec, dict) else 0
+    for rec in jsonl.read_log(path).records:  # a line cut by the kill is left out
+        rec_step = rec.get("step", 0)
         if not isinstance(rec_step, int | float):
             rec_step = 0
-        (keep if rec_step <= step else drop).append(line)
+        (keep if rec_step <= step else drop).append(rec)
     if drop:
-        with open(path.with_suffix(".discarded.jsonl"), "a", encoding="utf-8") as f:
-            f.write("\n".join(drop) + "\n")
-    write_atomic(path, "".join(x + "\n" for x in keep))
+        jsonl.append(path.with_suffix(".discarded.jsonl"), drop)
+    jsonl.write_all(path, keep)
     return len(drop)
 
 
@@ -155,7 +149,7 @@ def write_launch_json(run_dir: Path, launch: dict) -> None:
             history.append(old)
         except ValueError:
             pass
-    write_atomic(path, json.dumps({**header("launch"), **launch, "history": history}, indent=2) + "\n")
+    write_json_atomic(path, record("launch", **launch, history=history))
 
 
 def checkpoint_world_size(ckpt: Path) -> int | None:

@@ -49,7 +49,8 @@ def _load_rewards(recipe, tokenizer, factory: str | None):
 def _make_trainer_class():
     from trl import GRPOTrainer
 
-    from openrs_cli.train.callbacks import append_jsonl, completion_records, completion_text, non_english_frac
+    from openrs_cli import jsonl
+    from openrs_cli.train.callbacks import completion_records, completion_text, non_english_frac
 
     class OpenrsGRPOTrainer(GRPOTrainer):
         """GRPOTrainer plus timing, completions.jsonl and cost phases (no change to what is optimised)."""
@@ -85,9 +86,9 @@ def _make_trainer_class():
                 logs["openrs/non_english_frac"] = non_english_frac(texts)
                 every, step = self.openrs_completions_every, self.state.global_step
                 if every and step % every == 0 and self.openrs_run_dir is not None and texts:
-                    append_jsonl(self.openrs_run_dir / "completions.jsonl",
+                    jsonl.append(self.openrs_run_dir / "completions.jsonl",
                                  completion_records(step, self._logs["prompt"], self._logs["completion"],
-                                                    self._logs["rewards"], self._logs["advantages"]))
+                                                    self._logs["rewards"], self._logs["advantages"]), default=float)
             return super().log(logs, start_time)
 
     return OpenrsGRPOTrainer

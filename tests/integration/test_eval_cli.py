@@ -35,11 +35,17 @@ def test_acceptance_run_writes_both_files(tiny_model_dir, tmp_path, cli):
     res = json.loads((out / "results.json").read_text())
     assert res["kind"] == "results" and res["schema_version"] == 1 and res["backend"] == "transformers"
     assert res["sampling"]["samples"] == 2 and res["sampling"]["temperature"] == 0.6
-    for t in ("aime24", "amc23"):
+    for t, full in (("aime24", 30), ("amc23", 40)):
         tr = res["tasks"][t]
         assert tr["n_problems"] == 5 and tr["samples"] == 2 and set(tr["pass@k"]) == {"1", "2"}
         assert 0 <= tr["pass@1"] <= 1 and len(tr["ci95"]) == 2 and tr["data_sha256"]
-    assert res["average"]["tasks"] == ["aime24", "amc23"]
+        # --limit 5 is marked in results.json itself, and kept out of the average
+        assert tr["complete"] is False and tr["coverage"] == f"5/{full} problems" and tr["benchmark_problems"] == full
+    assert res["average"] == {"pass@1": None, "tasks": [], "left_out": ["aime24", "amc23"]}
+    spec = json.loads((out / "eval-run.json").read_text())  # the settings file has a header of its own kind
+    assert spec["kind"] == "eval_run" and spec["schema_version"] == 1
+    code, _, err = cli("report", "--results", str(out / "eval-run.json"), "--out", str(tmp_path / "rep"))
+    assert code == 2 and "expected a 'results' record, found 'eval_run'" in err
     ledger = Path(res["cost_ledger"])  # the eval's cost ledger, with its generation phase
     assert ledger.is_file() and '"generation"' in ledger.read_text()
     rec = json.loads((out / "generations.jsonl").read_text().splitlines()[0])
@@ -145,3 +151,34 @@ def test_eval_without_model_or_with_unknown_task(cli):
     assert code == 2 and "--model" in err
     code, _, err = cli("eval", "--model", "openrs-tiny", "--tasks", "gsm8k")
     assert code == 2 and "valid tasks: aime24, amc23, math_500, minerva, olympiadbench" in err
+
+
+def test_retrain_then_rerun_never_reuses_the_old_weights_samples(tmp_path, cli):
+    """Scenario 1 of the eval-trust issue, end to end through the real CLI: `openrs train tiny`, `openrs eval`, then
+    `openrs train tiny --overwrite` (another seed: other weights at the same path) and the same eval command. It used
+    to print `wrote .../results.json (0.0 s)` from the old weights' samples; it must refuse, and `--fresh` must
+    regenerate every sample from the new weights."""
+    run = tmp_path / "runs" / "tiny"
+    train = ["train", "tiny", "--run-dir", str(run), "--no-cost", "optim.max_steps=2", "output.save_steps=2"]
+    r = run_openrs(*train, timeout=400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "ev"
+    ev = ["eval", "--model", str(run / "final"), "--tasks", "amc23", "--limit", "3", "--max-new-tokens", "16",
+          "--out", str(out), "--no-cost"]
+    r = run_openrs(*ev)
+    assert r.returncode == 0, r.stderr[-2000:]
+    first = {(x["id"], x["sample"]): x["completion"] for x in map(json.loads, (out / "generations.jsonl").open())}
+    r = run_openrs(*train, "--overwrite", "optim.seed=7", timeout=400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_openrs(*ev)
+    assert r.returncode == 2 and "holds samples of other weights" in r.stderr and "--fresh" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert {(x["id"], x["sample"]) for x in map(json.loads, (out / "generations.jsonl").open())} == set(first)
+    r = run_openrs(*ev, "--fresh")
+    assert r.returncode == 0, r.stderr[-2000:]
+    recs = [json.loads(x) for x in (out / "generations.jsonl").open()]
+    assert {(x["id"], x["sample"]) for x in recs} == set(first) and len(recs) == len(first)  # all regenerated, once
+    from openrs_cli.evaluate.fingerprint import model_fingerprint
+
+    res = json.loads((out / "results.json").read_text())
+    assert res["model_fingerprint"]["sha256"] == model_fingerprint(str(run / "final"), None)["sha256"]

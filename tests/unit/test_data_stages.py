@@ -153,3 +153,23 @@ def test_show_spec_prints_resolved_json(cli):
     assert code == 0 and spec["mix"] == {"open-s1": 3000, "open-deepscaler": 3000, "easy": 5}
     assert spec["sources"]["open-deepscaler"]["solvable"]["model"] == "Qwen/Qwen2.5-Math-7B-Instruct"
     assert "{problem}" in spec["sources"]["open-deepscaler"]["solvable"]["prompt"]
+
+
+def test_solvable_split_by_solve_rate_with_a_model_that_solves_some():
+    """The split the integration test can only see as 0 == 0 (a random tiny model solves nothing): a generator
+    behind the same signature answers row i correctly in i of its 4 samples; threshold 0.5 sends rows with 2, 3
+    or 4 correct samples to the easy pool, and the histogram counts correct samples per problem."""
+    from openrs_cli.data.solvable import split_solvable
+    from openrs_cli.data.spec import SolvableSpec
+    from openrs_cli.evaluate.backend_base import Completion
+
+    rows = [{"problem": f"p{i}", "answer": str(10 + i)} for i in range(5)]
+
+    def generate(model, prompts, samples, **kw):
+        assert model == "m" and samples == 4 and len(prompts) == 5
+        return [[Completion(f"so $\\boxed{{{10 + i if s < i else 99}}}$", 5, "stop") for s in range(samples)]
+                for i in range(len(prompts))]
+
+    hard, easy, stats = split_solvable(rows, SolvableSpec(model="m", samples=4, threshold=0.5), 0, generate)
+    assert [r["problem"] for r in hard] == ["p0", "p1"] and [r["problem"] for r in easy] == ["p2", "p3", "p4"]
+    assert stats["correct_histogram"] == {"0": 1, "1": 1, "2": 1, "3": 1, "4": 1}

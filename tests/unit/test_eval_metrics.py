@@ -121,4 +121,4 @@ def test_task_metrics_worked_example():
 
 def test_average_is_unweighted_mean_of_tasks():
     avg = M.average({"aime24": {"pass@1": 0.3}, "math_500": {"pass@1": 0.8}, "x": {"pass@1": None}})
-    assert avg == {"pass@1": pytest.approx(0.55), "tasks": ["aime24", "math_500"]}
+    assert avg == {"pass@1": pytest.approx(0.55), "tasks": ["aime24", "math_500"], "left_out": []}

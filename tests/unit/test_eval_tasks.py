@@ -68,6 +68,28 @@ def test_gold_fields_and_limit():
     assert ob["olympiadbench-1610"] == "$\\frac{1}{2 n+2}$" and ob["olympiadbench-1606"] == "$2$"
 
 
+def test_coverage_marks_limit_cuts_and_other_data_as_partial(tmp_path):
+    """results.json's `complete`/`coverage` per task: only the whole benchmark is complete."""
+    from openrs_cli import benchmarks
+    from openrs_cli.evaluate import metrics
+
+    aime = get_task("aime24")
+    assert load_task(aime).coverage() == {"benchmark_problems": 30, "complete": True, "coverage": "30/30 problems"}
+    assert load_task(aime, limit=30).coverage()["complete"] is True
+    assert load_task(aime, limit=5).coverage() == {"benchmark_problems": 30, "complete": False,
+                                                   "coverage": "5/30 problems"}
+    copy = tmp_path / "aime24.jsonl"  # the bundled file itself, passed with --data: the whole benchmark
+    copy.write_bytes(benchmarks.path("aime24").read_bytes())
+    assert load_task(aime, str(copy)).coverage()["complete"] is True
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text('{"id": "a", "problem": "1+1?", "answer": "2"}\n')
+    cov = load_task(aime, str(mine)).coverage()
+    assert cov["complete"] is False and cov["coverage"] == f"1 problems from {mine}, not the 30-problem benchmark"
+    tasks = {"aime24": {"pass@1": 0.5, **load_task(aime, limit=5).coverage()},
+             "amc23": {"pass@1": 0.25, **load_task(get_task("amc23")).coverage()}}
+    assert metrics.average(tasks) == {"pass@1": 0.25, "tasks": ["amc23"], "left_out": ["aime24"]}
+
+
 def test_latex_delimited():
     assert latex_delimited("2n-2") == "$2n-2$"
     assert latex_delimited("$x$") == "$x$"

@@ -248,3 +248,18 @@ def test_ctrl_c_reaches_the_parent_only_and_no_worker_outlives_it():
         except psutil.NoSuchProcess:
             pass
     assert not any(psutil.pid_exists(x) and psutil.Process(x).status() != psutil.STATUS_ZOMBIE for x in pids)
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    (r"\boxed{1} and \fbox{2} and \boxed {3}", ["1", "2", "3"]),
+    (r"\boxed{\boxed{1}}", [r"\boxed{1}", "1"]),  # outer first: in order of start
+    (r"\boxed{7} and \boxed{8", ["7"]),
+    (r"} \boxed{ (C) }", ["(C)"]),
+    ("\\boxed{" * 3000 + "1", []),
+])
+def test_all_boxed_is_the_same_reader(text, want):
+    from openrs_cli.data import filters
+    from openrs_cli.grading import all_boxed
+
+    assert all_boxed(text) == want
+    assert not hasattr(filters, "all_boxed")  # one reader: data filters use grading's

@@ -23,11 +23,12 @@ FIGURES = ["figure1", "benchmarks", "average", "checkpoints", "training-grpo-min
 def make_run(root: Path, name: str = "grpo-mini", steps: int = 60) -> Path:
     """A run dir as `openrs train` leaves it: recipe.yaml, metrics.jsonl, cost ledger, checkpoints."""
     from openrs_cli.cost import FakeBackend, FakeClock, FakeDevice, open_monitor
-    from openrs_cli.recipes import load_recipe, recipe_to_yaml
+    from openrs_cli.recipes import load_recipe
+    from openrs_cli.train.rundir import recipe_yaml_text
 
     run = root / name
     run.mkdir(parents=True)
-    (run / "recipe.yaml").write_text(recipe_to_yaml(load_recipe("exp3")))
+    (run / "recipe.yaml").write_text(recipe_yaml_text(load_recipe("exp3")))
     lines = []
     for s in range(1, steps + 1):
         f = s / steps

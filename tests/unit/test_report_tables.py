@@ -99,7 +99,8 @@ def test_checkpoint_convention_series_steps_and_merge(tmp_path, monkeypatch):
     run = Path("runs/grpo-a")
     (run / "checkpoint-10").mkdir(parents=True)
     (run / "checkpoint-20").mkdir()
-    (run / "recipe.yaml").write_text("model:\n  id: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B\n")
+    (run / "recipe.yaml").write_text("# openrs resolved recipe: kind=recipe\n"
+                                     "model:\n  id: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B\n")
     # step from the model path; label "checkpoint-N" is not a series name: the run dir's name is
     write_results(Path("evals/c10/results.json"), str(run / "checkpoint-10"), {"aime24": task(0.2)},
                   label="checkpoint-10")
@@ -223,3 +224,29 @@ def test_a_limit_eval_is_marked_and_never_averaged(tmp_path):
     assert set(rows) == {"lim [subset]", "full"}
     assert rows["lim [subset]"].avg is None and rows["full"].avg is not None
     assert any("AIME24 2 of 30 problems" in n and "no average computed" in n for n in data.notes)
+    assert rows["lim [subset]"].scores["aime24"].of == "2/30 problems" and rows["full"].scores["aime24"].of is None
+    from openrs_cli.report.tables import table2
+
+    md = table2(data.rows, "md")
+    assert "(2/30 problems)" in md  # every table says what a partial score covers
+
+
+def test_results_json_marks_override_the_count(tmp_path):
+    """A task results.json marks incomplete (other --data of 30 rows) is partial even at the full count."""
+    from openrs_cli.report.inputs import load_result
+
+    t = dict(FULL["aime24"], n_problems=30, complete=False, coverage="30 problems from mine.jsonl, not the benchmark")
+    write_results(tmp_path / "r" / "results.json", "runs/x/final", {"aime24": t}, label="x")
+    res = load_result(tmp_path / "r" / "results.json")
+    assert res.partial == {"aime24": (30, 30)} and res.scores["aime24"].of.startswith("30 problems from mine")
+
+
+def test_an_eval_dir_with_a_cost_ledger_is_not_a_training_run(tmp_path):
+    """The report had its own is_run_dir (any of metrics.jsonl, recipe.yaml, launch.json, cost/): an eval output
+    dir, which holds cost/, was taken for a training run. One rule now: the recipe.yaml `openrs train` writes."""
+    from openrs_cli.report.inputs import load_result
+
+    res = write_results(tmp_path / "ev" / "results.json", "some/hub-model", {"aime24": task(0.3)})
+    (tmp_path / "ev" / "cost").mkdir()
+    (tmp_path / "ev" / "recipe.yaml").write_text("name: mine\n")  # a user's file, not openrs's
+    assert load_result(res).run_dir is None

@@ -101,6 +101,30 @@ def test_metrics_callback_writes_contract_records(tmp_path):
     assert r["generation_time_s"] == 0.0 and r["optimisation_time_s"] == pytest.approx(r["step_time_s"])
 
 
+def test_metrics_split_each_step_into_generation_and_optimisation(tmp_path, monkeypatch):
+    """With generation time that is not zero: two steps of 5 s and 9 s, of which 3 s and 4 s generated, logged
+    together, give means 7 s = 3.5 s generation + 3.5 s optimisation (a fake clock: no timing in the test)."""
+    from openrs_cli.train import callbacks
+
+    now = [100.0]
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: now[0])
+    clock = callbacks.StepClock()
+    cb = callbacks.make_metrics_callback(tmp_path, clock, 32)
+    state = SimpleNamespace(global_step=0, max_steps=4, is_world_process_zero=True)
+    cb.on_train_begin(None, state, None)
+    for step_s, gen_s in ((5.0, 3.0), (9.0, 4.0)):
+        cb.on_step_begin(None, state, None)
+        clock.add_generation(gen_s)
+        now[0] += step_s
+        state.global_step += 1
+        cb.on_step_end(None, state, None)
+    cb.on_log(None, state, None, logs={"reward": 0.5})
+    (r,) = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert r["step_time_s"] == pytest.approx(7.0) and r["generation_time_s"] == pytest.approx(3.5)
+    assert r["optimisation_time_s"] == pytest.approx(3.5)
+    assert r["elapsed_s"] == pytest.approx(14.0) and r["eta_s"] == pytest.approx(14.0)  # 2 of 4 steps in 14 s
+
+
 def test_completions_log_reads_a_completion_as_the_rewards_do():
     """completions.jsonl and the non-English share read TRL's completions by the rewards' rule (one rule, not two:
     a message without content, or a non-dict part, was turned into 'None' text there)."""
