@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from openrs_cli import benchmarks
+from openrs_cli import evalsets
 from openrs_cli.data import filters
 
 N_WORDS, THRESHOLD = 5, 0.8
@@ -27,7 +27,7 @@ def naive(rows: list[dict]) -> list[dict]:
 
 
 def main() -> None:
-    base = benchmarks.load("train-sample")
+    base = evalsets.load("train-sample")
     rows = [{"problem": r["problem"], "solution": "", "answer": r["answer"], "source": "s"} for r in base]
     for r in base[:200]:  # near copies: spacing and a trailing remark changed
         rows.append(

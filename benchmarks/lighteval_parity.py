@@ -45,12 +45,12 @@ def perturb(ans: str) -> str:
 
 
 def make_cases(per_task: int) -> list[dict]:
-    from openrs_cli import benchmarks
+    from openrs_cli import evalsets
     from openrs_cli.evaluate.tasks import TASKS
 
     out = []
     for name, t in TASKS.items():
-        rows = benchmarks.load(t.bundled)
+        rows = evalsets.load(t.bundled)
         rows = rows[:per_task] if per_task else rows
         for r in rows:
             out.append({"task": name, "id": r["id"], "sample": 0, "kind": "right", "completion": LAST % r["answer"]})

@@ -4,7 +4,7 @@ Builds a synthetic GRPO stream from the bundled benchmarks (default 300 prompts 
 characters of reasoning ending in a boxed answer that is right, wrong, equal but written differently,
 missing, or pathological), scores it in batches of 72 (12 prompts x 6, the paper's optimizer step) with
   - serial: math-verify parse of gold and answer for every completion, one at a time, in this process
-    (`openrs_cli.rewards.reference`, math-verify's signal timeouts as Open-RS ran them), and
+    (`benchmarks/lib/reference_rewards.py`, math-verify's signal timeouts as Open-RS ran them), and
   - ours: `build_reward_funcs` (worker processes, gold parsed once per prompt, string shortcut, hard limit),
 checks that the rewards are identical, and prints completions/s of both, the speedup, and the p99 / max time
 per batch of 72 against the time limit + 1 s. The headline is parallel efficiency: the speedup divided by the
@@ -31,10 +31,12 @@ import sys
 import time
 import warnings
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo: benchmarks.lib
+
+from benchmarks.lib.reference_rewards import reference_rewards, synthetic_stream  # noqa: E402
 from openrs_cli.grading import PAPER_REWARD, _pool, default_workers, warm_up
 from openrs_cli.recipes.schema import RewardsSpec
 from openrs_cli.rewards import build_reward_funcs, funcs
-from openrs_cli.rewards.reference import reference_rewards, synthetic_stream
 
 BATCH = 72
 

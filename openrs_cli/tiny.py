@@ -29,10 +29,10 @@ ADDED_TOKENS = ["<think>", "</think>", "<answer>", "</answer>", "\\boxed{"]
 
 def _corpus() -> list[str]:
     """Math text: the bundled training sample's problems and answers plus a few templated lines."""
-    from openrs_cli import benchmarks
+    from openrs_cli import evalsets
 
     lines = []
-    for row in benchmarks.load("train-sample"):
+    for row in evalsets.load("train-sample"):
         lines.append(row["problem"])
         lines.append(f"The answer is \\boxed{{{row['answer']}}}.")
     for a in range(40):
@@ -120,35 +120,6 @@ def ensure_tiny_model(seed: int = 0) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def check_model_ref(model_id: str) -> None:
-    """Fail early, in one line, when a model reference is a local path that holds no model.
-
-    Anything that does not look like a local path (no leading ./ / ~, not existing, not *.gguf) is taken as a hub id
-    and left to the loader."""
-    from openrs_cli.errors import OpenrsError
-
-    if model_id == TINY_ID:
-        return
-    p = Path(model_id).expanduser()
-    if not (p.exists() or model_id.startswith((".", "/", "~")) or model_id.endswith(".gguf")):
-        return
-    if not p.exists():
-        raise OpenrsError(f"model path {model_id} does not exist; give a model directory, a .gguf file or a hub id "
-                          f"(owner/name)")
-    if p.is_file():
-        if p.suffix == ".gguf":
-            return
-        raise OpenrsError(f"model path {model_id} is a file, not a model directory or a .gguf file")
-    if not (p / "config.json").is_file():
-        raise OpenrsError(f"{model_id} is not a model directory (no config.json); give the directory that holds "
-                          f"config.json and the weights, e.g. runs/<name>/final")
-
-
-def resolve_model(model_id: str) -> str:
-    """Map `openrs-tiny` to its directory; anything else (hub id or path) passes through unchanged."""
-    return str(ensure_tiny_model()) if model_id == TINY_ID else model_id
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Shared Rich consoles for the command modules (library code never prints)."""
 
+from typing import Annotated
+
+import typer
 from rich.console import Console
 
 console = Console()
@@ -14,3 +17,13 @@ def escape(text: str) -> str:
     from rich.markup import escape as _escape
 
     return _escape(text)
+
+
+# Every command's --json: one declaration, one way of printing.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout for scripts (instead of tables)")]
+
+
+def print_json(obj) -> None:
+    import json
+
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))

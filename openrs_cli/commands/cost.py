@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from openrs_cli.commands._console import console, err_console, escape
+from openrs_cli.commands._console import JsonOpt, console, err_console, escape, print_json
 
 app = typer.Typer(help="GPU-hours, energy and dollars: summarize run ledgers, estimate a recipe, show prices.",
                   no_args_is_help=True)
@@ -18,7 +17,6 @@ PriceOpt = Annotated[list[str] | None, typer.Option("--price", help="Override on
                                                      "e.g. --price A40=0.5 (repeatable)")]
 ElecOpt = Annotated[float | None, typer.Option("--electricity-usd-kwh", help="Electricity price for owned hardware")]
 PueOpt = Annotated[float | None, typer.Option("--pue", help="Power usage effectiveness applied to energy (>= 1)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
 def _prices(prices_file, price, elec=None, pue=None):
@@ -112,7 +110,7 @@ def summary(
     else:
         result = summarize_runs(dirs, table)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        print_json(result)
         return
     for w in result["warnings"]:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
@@ -146,7 +144,7 @@ def estimate(
 
     e = _estimate(load_recipe(recipe, overrides or []), gpu, gpus, _prices(prices_file, price))
     if as_json:
-        typer.echo(json.dumps(e, indent=2))
+        print_json(e)
         return
     if e["gpu"] is None:
         console.print(f"{escape(e['recipe'])}: {escape(e['notes'][0])}", highlight=False)
@@ -177,7 +175,7 @@ def prices(as_json: JsonOpt = False, prices_file: PricesOpt = None, price: Price
 
     table = _prices(prices_file, price, electricity_usd_kwh, pue)
     if as_json:
-        typer.echo(json.dumps(table.to_json(), indent=2))
+        print_json(table.to_json())
         return
     t = Table(title=f"price table {escape(table.label)}", box=None, title_justify="left")
     for col in ("GPU", "USD/GPU-h", "observed", "source"):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from openrs_cli.commands._console import console, err_console, escape
+from openrs_cli.commands._console import JsonOpt, console, escape, print_json
 
 app = typer.Typer(
     help="Build training datasets (open-s1, open-deepscaler, open-rs, custom) and inspect them.", no_args_is_help=True
@@ -48,11 +47,14 @@ def build(
 
     spec = load_spec(name, overrides or [], source or [], column or [])
     if show_spec:
-        typer.echo(json.dumps(spec.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        print_json(spec.model_dump(mode="json"))
         return
     target = out or Path("data") / spec.name
-    with _progress() as on_progress:
-        manifest = run_build(spec, target, overwrite=overwrite, on_progress=on_progress)
+    from openrs_cli.commands._progress import Progress
+
+    progress = Progress("data build", unit="items")
+    with progress:
+        manifest = run_build(spec, target, overwrite=overwrite, on_progress=progress.stage)
     _print_stages(manifest["stages"])
     hits = manifest["decontamination"]["hits"]
     console.print(
@@ -66,7 +68,7 @@ def build(
 @app.command("inspect")
 def inspect(
     directory: Annotated[Path, typer.Argument(help="A directory written by `openrs data build`")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON for scripts")] = False,
+    as_json: JsonOpt = False,
     hits: Annotated[bool, typer.Option("--hits", help="Also list every decontamination hit")] = False,
 ) -> None:
     """Print the manifest summary, stage counts, column length stats and sources of a built dataset."""
@@ -77,7 +79,7 @@ def inspect(
     if hits:
         info["hits"] = hit_list
     if as_json:
-        typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        print_json(info)
         return
     from rich.table import Table
 
@@ -121,30 +123,3 @@ def _print_stages(stages: list[dict]) -> None:
         table.add_row(s["stage"], escape(s["pool"]), "" if s["in"] is None else str(s["in"]), str(s["out"]), dropped)
     console.print(table)
 
-
-class _progress:
-    """Rich progress bars, one per stage label, on stderr; silent when stderr is not a terminal."""
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=False,
-            disable=not err_console.is_terminal,
-        )
-        self.tasks: dict[str, int] = {}
-        self.bar.__enter__()
-        return self.update
-
-    def update(self, label: str, done: int, total: int | None) -> None:
-        if label not in self.tasks:
-            self.tasks[label] = self.bar.add_task(escape(label), total=total)
-        self.bar.update(self.tasks[label], completed=done, total=total)
-
-    def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
-
-import typer
-
-from openrs_cli.commands._console import console, escape
+from openrs_cli.commands._console import JsonOpt, console, escape, print_json
 
 
-def doctor(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+def doctor(json_out: JsonOpt = False) -> None:
     """Check versions, GPUs and what this machine can run."""
     from rich.table import Table
 
@@ -18,7 +13,7 @@ def doctor(json_out: Annotated[bool, typer.Option("--json", help="Machine-readab
 
     info = collect()
     if json_out:
-        typer.echo(json.dumps(info, indent=2))
+        print_json(info)
         return
     console.print(f"Python {info['python']} on {escape(info['platform'])}", highlight=False)
     t = Table("package", "installed", "tested", "", box=None)

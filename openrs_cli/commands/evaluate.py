@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 
-from openrs_cli.commands._console import console, err_console, escape
+from openrs_cli.commands._console import JsonOpt, console, err_console, escape, print_json
+from openrs_cli.commands._progress import Progress as _progress
 
 app = typer.Typer(
     help="Evaluate a model on AIME24, AMC23, MATH-500, Minerva and OlympiadBench the way the paper did "
@@ -52,7 +51,7 @@ def main(
     fresh: bool = typer.Option(False, "--fresh", help="Discard the output dir's samples (e.g. made with other "
                                "weights of the model) and start over."),
     no_cost: bool = typer.Option(False, "--no-cost", help="Do not record a cost ledger."),
-    as_json: bool = typer.Option(False, "--json", help="Print results.json to stdout."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Run `openrs eval --model M --tasks aime24,amc23`; reruns of the same command resume."""
     if ctx.invoked_subcommand is not None:
@@ -80,7 +79,7 @@ def main(
     except KeyboardInterrupt:  # before generation started (run_eval turns a later one into Interrupted)
         raise Interrupted("interrupted before any sample was generated; rerun the same command to start") from None
     if as_json:
-        typer.echo(json.dumps(res, indent=2))
+        print_json(res)
         return
     _print_table(res["tasks"], res["average"], title=f"{res['label']} ({res['backend']})")
     console.print(f"wrote {escape(res['out_dir'])}/results.json and generations.jsonl "
@@ -92,7 +91,7 @@ def score(
     file: Path = typer.Argument(..., help="generations.jsonl, or any JSONL of {id, completion, sample?}."),
     task: str = typer.Option(None, "--task", help="Force the task (default: from each record or its id)."),
     data: str = typer.Option("bundled", "--data", help="Where gold answers come from (as for eval)."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output with a pass@1 key per task."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-grade saved completions with the paper's grader, without any model."""
     from openrs_cli.evaluate.scoring import score_file
@@ -102,7 +101,7 @@ def score(
                          on_progress=lambda d, t: update({"done": d, "total": t}))
     res.pop("graded")
     if as_json:
-        typer.echo(json.dumps(res, indent=2))
+        print_json(res)
         return
     _print_table(res["tasks"], res["average"], title=str(file))
 
@@ -111,7 +110,7 @@ def score(
 def compare(
     a: Path = typer.Argument(..., help="results.json (or its dir) of run A."),
     b: Path = typer.Argument(..., help="results.json (or its dir) of run B."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: JsonOpt = False,
 ) -> None:
     """Paired bootstrap over the problems both runs share: A - B per task with its 95% CI."""
     from openrs_cli.evaluate.scoring import compare_results
@@ -120,7 +119,7 @@ def compare(
     ra, rb = load_results(a), load_results(b)
     res = compare_results(ra, rb)
     if as_json:
-        typer.echo(json.dumps(res, indent=2))
+        print_json(res)
         return
     from rich.table import Table
 
@@ -156,93 +155,3 @@ def _print_table(tasks: dict, average: dict, title: str) -> None:
     if average.get("left_out"):
         console.print(f"partial (not averaged): {', '.join(average['left_out'])}; a whole-benchmark score needs every "
                       f"problem (no --limit, the bundled data)")
-
-
-class _progress:
-    """Rich progress on a terminal (samples done / total, samples/s, running accuracy). When stderr is a file or a
-    pipe (nohup, a batch job): a plain one-line record at the end and at least every `interval_s` from the start
-    (a heartbeat thread repeats the last state while one batch runs long), with done/total, rate, ETA, accuracy."""
-
-    def __init__(self, what: str, quiet: bool = False, *, interval_s: float = 30.0, clock=None,
-                 heartbeat: bool = True):
-        import time
-
-        self.what, self.quiet, self.rich = what, quiet, (not quiet) and sys.stderr.isatty()
-        self.interval_s, self.clock, self.heartbeat = interval_s, clock or time.monotonic, heartbeat
-        self.p = self.task = self.ev = self.start = self._stop = None
-        self.printed_at = None
-
-    def __enter__(self):
-        if self.quiet:
-            return self._resumed
-        if not self.rich:
-            if self.heartbeat:
-                import threading
-
-                self._stop = threading.Event()
-                threading.Thread(target=self._beat, daemon=True, name="openrs-progress").start()
-            return self._plain
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                          TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-        self.p.start()
-        self.task = self.p.add_task(self.what, total=None, info="")
-
-        def update(ev: dict) -> None:
-            self._resumed(ev)
-            info = ""
-            if "samples_per_s" in ev:
-                info = f"{ev['samples_per_s']:.2f} samples/s  acc {100 * ev['accuracy']:.1f}%"
-            self.p.update(self.task, completed=ev.get("done", 0), total=ev.get("total"), info=info)
-
-        return update
-
-    def _plain(self, ev: dict) -> None:
-        self._resumed(ev)
-        now = self.clock()
-        if self.start is None:  # no line yet: a start that fails stays one error line
-            self.start, self.printed_at = (now, ev.get("done", 0)), now
-        self.ev = ev
-        if ev.get("done") == ev.get("total") or now - self.printed_at >= self.interval_s:
-            self._print_line(now)
-
-    def tick(self) -> None:
-        """The heartbeat: repeat the last state when no line was printed for `interval_s`."""
-        now = self.clock()
-        if self.ev is not None and now - self.printed_at >= self.interval_s:
-            self._print_line(now)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(min(5.0, self.interval_s)):
-            self.tick()
-
-    def _print_line(self, now: float) -> None:
-        ev, (t0, d0) = self.ev, self.start
-        done, total = ev.get("done", 0), ev.get("total")
-        rate = (done - d0) / (now - t0) if now > t0 else 0.0
-        left = (total - done) / rate if rate > 0 and total else None
-        line = f"{self.what} {done}/{total if total is not None else '?'}  {rate:.2f} samples/s  eta " + \
-            ("-" if left is None else _duration(left))
-        if "accuracy" in ev:
-            line += f"  acc {100 * ev['accuracy']:.1f}%"
-        err_console.print(line, highlight=False, soft_wrap=True, markup=False)
-        self.printed_at = now
-
-    def _resumed(self, ev: dict) -> None:
-        if ev.get("out_dir") and ev.get("done"):  # the first event of a resumed eval
-            out = self.p.console if self.p is not None else err_console
-            out.print(f"resuming: {ev['done']} of {ev['total']} samples already done in {escape(ev['out_dir'])}",
-                      highlight=False, soft_wrap=True)
-
-    def __exit__(self, *exc):
-        if self._stop is not None:
-            self._stop.set()
-        if self.p is not None:
-            self.p.stop()
-
-
-def _duration(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
-from openrs_cli.commands._console import console, err_console, escape
+from openrs_cli.commands._console import JsonOpt, console, err_console, escape, print_json
 
 HELP = ("Train a recipe with GRPO (TRL) through accelerate: openrs train exp3 optim.max_steps=100 ... "
         "Plan first with --dry-run (--gpus N plans for another machine).")
@@ -94,7 +92,7 @@ def train(
     main_process_ip: str | None = typer.Option(None, "--main-process-ip", help="accelerate --main_process_ip"),
     main_process_port: int | None = typer.Option(None, "--main-process-port", help="accelerate --main_process_port"),
     no_cost: bool = typer.Option(False, "--no-cost", help="Do not record the cost ledger"),
-    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as JSON"),
+    as_json: JsonOpt = False,
     vllm_server: str | None = typer.Option(None, "--vllm-server", help="HOST:PORT:GROUP_PORT of a vLLM server "
                                            "another node runs (the Slurm script sets it); start none here"),
     slurm: bool = typer.Option(False, "--slurm", help="Write <run_dir>/train.sbatch (a multi-node Slurm job) and "
@@ -143,7 +141,7 @@ def train(
         result = run_train(recipe, overrides, run_dir=run_dir, resume=resume, dry_run=True, gpus=gpus,
                            multinode=mn, cost=not no_cost)
         if as_json:
-            typer.echo(json.dumps(result.plan.to_dict(), indent=2, default=str))
+            print_json(result.plan.to_dict())
         else:
             from openrs_cli.recipes import load_recipe
 

@@ -25,7 +25,7 @@ class EvalIndex:
     """n-gram -> [(benchmark, id)] over the chosen bundled evaluation sets."""
 
     def __init__(self, benchmarks: list[str], n: int, ignore_shared: bool = True):
-        from openrs_cli import benchmarks as bundled
+        from openrs_cli import evalsets as bundled
 
         self.n = n
         self.grams: dict[tuple[str, ...], list[tuple[str, str]]] = {}

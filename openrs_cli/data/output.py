@@ -60,7 +60,7 @@ def write_output(out: Path, rows: list[dict], manifest: dict, easy: list[dict], 
     import datasets
     import pyarrow.parquet as pq
 
-    from openrs_cli.benchmarks import sha256_file
+    from openrs_cli.evalsets import sha256_file
 
     check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)

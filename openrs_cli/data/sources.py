@@ -25,7 +25,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def _sha256_dir(root: Path) -> str:
-    from openrs_cli.benchmarks import sha256_file
+    from openrs_cli.evalsets import sha256_file
 
     h = hashlib.sha256()
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
@@ -127,7 +127,7 @@ def load_source(name: str, spec: SourceSpec) -> tuple[list[dict], dict]:
             raise DataError(
                 f"{path}: unsupported file type '{suffix}'; use .jsonl, .json, .parquet or a saved dataset dir"
             )
-        from openrs_cli.benchmarks import sha256_file
+        from openrs_cli.evalsets import sha256_file
 
         info["sha256"] = sha256_file(path)
     elif path.is_dir():

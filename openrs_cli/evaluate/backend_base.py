@@ -34,13 +34,19 @@ class Sampling:
 
 
 def unit_seed(seed: int, key: str) -> int:
-    """A per-unit seed from the run seed and a stable key (problem id + first sample index)."""
+    """A seed from the run seed and a stable key."""
     return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2**31 - 1)
+
+
+def sample_seed(seed: int, task: str, problem_id: str, sample: int) -> int:
+    """The seed of one eval sample: from (task, problem, sample index, run seed) only, so growing --samples or
+    resuming generates the same sample again, whatever batch or engine it lands in."""
+    return unit_seed(seed, f"{task}/{problem_id}/{sample}")
 
 
 def model_source(model: str) -> tuple[str, str | None]:
     """(path or hub id, gguf file name or None); `openrs-tiny` resolves to the cached tiny model."""
-    from openrs_cli.tiny import resolve_model
+    from openrs_cli.models import resolve_model
 
     model = resolve_model(model)
     if model.lower().endswith(".gguf"):

@@ -77,7 +77,7 @@ def _hub_snapshot(model: str, revision: str | None) -> Path | None:
 
 def model_fingerprint(model: str, revision: str | None = None) -> dict:
     """{"sha256": one digest of the model, "files": {name: sha256}} (files empty for an uncached hub id)."""
-    from openrs_cli.tiny import resolve_model
+    from openrs_cli.models import resolve_model
 
     local = Path(resolve_model(model)).expanduser()
     if not local.exists():

@@ -2,8 +2,10 @@
 
 Both backends render each conversation with the model's own chat template (add_generation_prompt) and feed
 the token ids without adding special tokens again; both sample with temperature/top_p only (no top-k, no
-repetition penalty, nothing taken from the model's generation_config), and temperature 0 means greedy. Each
-unit of work (one prompt, n samples) carries its own seed so reruns are reproducible per problem. Both cap
+repetition penalty, nothing taken from the model's generation_config), and temperature 0 means greedy. Every
+sample carries its own seed (an eval's from its task, problem, sample index and run seed:
+backend_base.sample_seed), and both backends draw it from that seed alone: vLLM as one request per sample,
+transformers by per-row Gumbel-max sampling; a sample does not depend on the batch it shares. Both cap
 the generation budget to the context (--max-model-len, default the smaller of the model's context and the
 longest prompt + max_new_tokens), with one warning line when they must.
 
@@ -27,6 +29,7 @@ from openrs_cli.evaluate.backend_base import (  # noqa: F401  (re-exported: the 
     model_source,
     place,
     render_chat,
+    sample_seed,
     unit_seed,
     visible_gpus,
 )
@@ -88,7 +91,7 @@ def generate(model: str, prompts: list[list[dict]], *, samples: int = 1, max_new
         out: list[list[Completion]] = []
         for start in range(0, len(texts), per_chunk):
             chunk = texts[start:start + per_chunk]
-            seeds = [unit_seed(seed, f"{start + i}/0") for i in range(len(chunk))]
+            seeds = [[unit_seed(seed, f"{start + i}/{j}") for j in range(samples)] for i in range(len(chunk))]
             out.extend(be.generate(chunk, [samples] * len(chunk), seeds, sampling))
             if on_progress:
                 on_progress(len(out) * samples, len(texts) * samples)

@@ -71,26 +71,35 @@ class TransformersBackend:
     def count_tokens(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False)["input_ids"])
 
-    def generate(self, texts: Sequence[str], ns: Sequence[int], seeds: Sequence[int],
+    def generate(self, texts: Sequence[str], ns: Sequence[int], seeds: Sequence[Sequence[int]],
                  sampling: Sampling) -> list[list[Completion]]:
+        """`ns[i]` completions of `texts[i]`, sample j drawn with its own seed `seeds[i][j]`: a sample depends on its
+        seed alone, not on the batch it shares (per-row Gumbel-max sampling, exact for the tempered top-p
+        distribution), as vLLM's per-request seeds do."""
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
         flat = [t for t, n in zip(texts, ns, strict=True) for _ in range(n)]
+        flat_seeds = [int(x) for group, n in zip(seeds, ns, strict=True) for x in _exactly(group, n)]
         enc = self.tok(flat, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         greedy = sampling.temperature <= 0
         # A fresh config: the paper's settings only, nothing inherited from the model's generation_config.
-        # Every knob is set explicitly: transformers fills unset (None) fields from the model's config.
+        # Every knob is set explicitly: transformers fills unset (None) fields from the model's config. Sampling is
+        # done by the processors below (decoding picks their argmax), so the config itself decodes greedily.
         cfg = GenerationConfig(
             max_new_tokens=cap_max_tokens(sampling.max_new_tokens, enc["input_ids"].shape[1], self.max_model_len),
-            min_new_tokens=0, do_sample=not greedy,
-            temperature=1.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
-            top_k=None if greedy else 0, typical_p=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
+            min_new_tokens=0, do_sample=False, temperature=1.0, top_p=1.0, top_k=None, typical_p=1.0,
+            repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
             eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id,
         )
-        torch.manual_seed(seeds[0] if seeds else sampling.seed)
+        procs = LogitsProcessorList()
+        if not greedy:
+            procs.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_p < 1.0:
+                procs.append(TopPLogitsWarper(sampling.top_p))
+            procs.append(PerRowGumbel(flat_seeds))
         with torch.inference_mode():
-            out = self.model.generate(**enc, generation_config=cfg)
+            out = self.model.generate(**enc, generation_config=cfg, logits_processor=procs)
         new = out[:, enc["input_ids"].shape[1]:].tolist()
         comps = []
         for ids in new:
@@ -108,3 +117,32 @@ class TransformersBackend:
 
     def close(self) -> None:
         pass
+
+
+def _exactly(group, n: int) -> list:
+    group = list(group)
+    if len(group) != n:
+        raise ValueError(f"{n} samples need {n} seeds, got {len(group)}")
+    return group
+
+
+class PerRowGumbel:
+    """A logits processor that turns greedy decoding into sampling, each batch row with its own generator.
+
+    argmax(scores + Gumbel noise) is an exact draw from softmax(scores) (the Gumbel-max trick); the noise of row r
+    comes from a generator seeded with seeds[r] and advanced once per generated token of that row, so a row's
+    completion depends on its seed and its prompt only. Filtered tokens (-inf after top-p) stay impossible."""
+
+    def __init__(self, seeds: Sequence[int]):
+        self.seeds, self.gens = list(seeds), None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.gens is None:
+            self.gens = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        vocab = scores.shape[-1]
+        u = torch.stack([torch.rand(vocab, generator=g, device=scores.device, dtype=torch.float32)
+                         for g in self.gens])
+        gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+        return scores.float() + gumbel

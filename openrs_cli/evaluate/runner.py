@@ -24,12 +24,12 @@ from openrs_cli.evaluate.generation import (
     make_backend,
     pick_backend,
     place,
-    unit_seed,
+    sample_seed,
 )
 from openrs_cli.evaluate.scoring import grade_pairs, task_results
 from openrs_cli.evaluate.tasks import TaskData, load_task, parse_tasks
+from openrs_cli.models import check_model_ref
 from openrs_cli.schema import record
-from openrs_cli.tiny import check_model_ref
 
 ENGINES = ("openrs", "lighteval")
 
@@ -266,7 +266,7 @@ def _generate_all(cfg, work, sampling, placement, gen_path, monitor, stats, t0, 
                     if key not in rendered:
                         rendered[key] = be.render(build_messages(p.problem))
                     texts.append(rendered[key])
-                seeds = [unit_seed(cfg.seed, f"{td.task.name}/{p.id}/{ss[0]}") for td, p, ss in units]
+                seeds = [[sample_seed(cfg.seed, td.task.name, p.id, s) for s in ss] for td, p, ss in units]
                 with _phase(monitor, "generation"):
                     comps = be.generate(texts, [len(ss) for _, _, ss in units], seeds, sampling)
                 with _phase(monitor, "eval"):
@@ -299,8 +299,8 @@ def _safe(fn, *args):
 
 def _grade_batch(units, comps, texts, seeds, backend, cfg) -> list[dict]:
     """Grade one batch per task and build its generation records."""
-    flat = [(td, p, s, c, text, seed) for (td, p, ss), cs, text, seed in zip(units, comps, texts, seeds, strict=True)
-            for s, c in zip(ss, cs, strict=True)]
+    flat = [(td, p, s, c, text, seed) for (td, p, ss), cs, text, group in zip(units, comps, texts, seeds, strict=True)
+            for s, c, seed in zip(ss, cs, group, strict=True)]
     by_task: dict[str, list[int]] = {}
     for i, (td, *_rest) in enumerate(flat):
         by_task.setdefault(td.task.name, []).append(i)

@@ -27,7 +27,7 @@ class TaskSpec:
 
     name: str
     version: int
-    bundled: str  # name in openrs_cli.benchmarks
+    bundled: str  # name in openrs_cli.evalsets
     gold_field: str  # field of a bundled row holding the gold ("answer" or the full "solution")
     gold_kind: str  # "expr" (aime24, amc23) or "latex"
     hub_id: str
@@ -117,11 +117,11 @@ class TaskData:
         Complete: every problem of the bundled copy (or of the paper's hub dataset), no --limit cutting it. A
         --limit cut, or a --data file other than the bundled copy, is partial: marked ("5/30 problems") and never
         averaged beside full benchmarks."""
-        from openrs_cli import benchmarks
+        from openrs_cli import evalsets
 
         n, full = len(self.problems), self.task.n_problems
         same_data = self.source == "bundled" or self.source.startswith("hub:") or (
-            self.sha256 is not None and self.sha256 == benchmarks.sha256_file(benchmarks.path(self.task.bundled)))
+            self.sha256 is not None and self.sha256 == evalsets.sha256_file(evalsets.path(self.task.bundled)))
         complete = same_data and n == (self.rows if self.rows is not None else n) and n >= full
         if same_data:
             text = f"{n}/{full} problems"
@@ -164,13 +164,13 @@ def _to_problems(rows: list[dict], prompt_field: str, gold_field: str, where: st
 
 def load_task(task: TaskSpec, data: str = "bundled", limit: int | None = None) -> TaskData:
     """Rows of a task from the bundled copy (sha256-checked), the paper's hub dataset, or a local JSONL path."""
-    from openrs_cli import benchmarks
+    from openrs_cli import evalsets
 
     if data == "bundled":
-        p = benchmarks.path(task.bundled)
+        p = evalsets.path(task.bundled)
         probs = _to_problems(_rows_from_jsonl(p), task.prompt_field, task.gold_field, str(p), task.bundled,
                              task.wrap_gold)
-        td = TaskData(task, probs, "bundled", benchmarks.sha256_file(p), len(probs))
+        td = TaskData(task, probs, "bundled", evalsets.sha256_file(p), len(probs))
     elif data == "hub":
         try:
             import datasets
@@ -192,7 +192,7 @@ def load_task(task: TaskSpec, data: str = "bundled", limit: int | None = None) -
             raise DataError(f"--data {data}: no such file (give 'bundled', 'hub', a JSONL file or a dir of <task>.jsonl)")
         probs = _to_problems(_rows_from_jsonl(p), task.prompt_field, task.gold_field, str(p), task.bundled,
                              task.wrap_gold)
-        td = TaskData(task, probs, str(p), benchmarks.sha256_file(p), len(probs))
+        td = TaskData(task, probs, str(p), evalsets.sha256_file(p), len(probs))
     ids = [pr.id for pr in td.problems]
     if len(set(ids)) != len(ids):
         raise DataError(f"{td.source}: duplicate problem ids in task {task.name}; ids must be unique")

@@ -1,8 +1,9 @@
 """vLLM backend: one engine per worker process (GPU or CPU), prompts dealt round-robin, results in input order.
 
 Follows vLLM's documented offline API: `LLM(model=..., seed=..., max_model_len=..., gpu_memory_utilization=...)`
-and `LLM.generate(prompts, SamplingParams(n=k, temperature, top_p, max_tokens, seed))`, with prompts given as
-token ids (`{"prompt_token_ids": [...]}`) rendered by the model's chat template, so no second BOS is added.
+and `LLM.generate(prompts, SamplingParams(n=1, temperature, top_p, max_tokens, seed))` (one request per sample,
+with its own seed), prompts given as token ids (`{"prompt_token_ids": [...]}`) rendered by the model's chat
+template, so no second BOS is added.
 
 The parent process never imports vLLM nor touches CUDA: each engine lives in its own worker process
 (openrs_cli.evaluate.workers) with CUDA_VISIBLE_DEVICES pinned to its GPU, or, on a CPU machine, its share
@@ -91,7 +92,8 @@ def engine_env(placement: Placement, i: int, environ=os.environ) -> dict:
 
 
 def sampling_kwargs(n: int, sampling: Sampling, seed: int) -> dict:
-    """Keyword arguments for `vllm.SamplingParams`: n samples, the paper's temperature/top_p, a per-prompt seed.
+    """Keyword arguments for `vllm.SamplingParams`: n samples, the paper's temperature/top_p, a seed (openrs sends
+    n=1 and each sample's own seed).
 
     top_k, repetition penalty and stop strings stay at vLLM's defaults (off), as in the paper's lighteval run.
     """
@@ -199,25 +201,36 @@ class VLLMBackend:
     def render(self, messages: list[dict]) -> str:
         return render_chat(self.tok, messages)
 
-    def generate(self, texts: Sequence[str], ns: Sequence[int], seeds: Sequence[int],
+    def generate(self, texts: Sequence[str], ns: Sequence[int], seeds: Sequence[Sequence[int]],
                  sampling: Sampling) -> list[list[Completion]]:
+        """`ns[i]` completions of `texts[i]`: one request per sample (n=1) with that sample's own seed, so a sample
+        depends on its seed alone (vLLM's prefix cache computes a prompt shared by several samples once)."""
         ids = [self._ids(t) for t in texts]
-        params = [sampling_kwargs(n, replace(sampling, max_new_tokens=cap_max_tokens(
-            sampling.max_new_tokens, len(i), self.max_model_len)), s) for n, s, i in zip(ns, seeds, ids, strict=True)]
-        shards = deal(len(ids), len(self.workers))
+        reqs: list[tuple[int, list[int], dict]] = []  # (unit, prompt ids, SamplingParams kwargs)
+        for u, (n, group, i) in enumerate(zip(ns, seeds, ids, strict=True)):
+            group = list(group)
+            if len(group) != n:
+                raise ValueError(f"{n} samples need {n} seeds, got {len(group)}")
+            capped = replace(sampling, max_new_tokens=cap_max_tokens(sampling.max_new_tokens, len(i),
+                                                                     self.max_model_len))
+            reqs += [(u, i, sampling_kwargs(1, capped, int(seed))) for seed in group]
+        shards = deal(len(reqs), len(self.workers))
         for w, idx in zip(self.workers, shards, strict=True):
             if idx:
-                w.send(([ids[i] for i in idx], [params[i] for i in idx]))
-        raw = [None] * len(ids)
+                w.send(([reqs[r][1] for r in idx], [reqs[r][2] for r in idx]))
+        raw: list = [None] * len(reqs)
         for w, idx in zip(self.workers, shards, strict=True):
             if not idx:
                 continue
             status, res = w.reply()
             if status != "ok":
                 raise RuntimeError(f"vLLM worker failed: {res}")
-            for i, r in zip(idx, res, strict=True):
-                raw[i] = r
-        return [[Completion(*c) for c in group] for group in raw]
+            for r, outs in zip(idx, res, strict=True):
+                raw[r] = outs[0]
+        grouped: list[list[Completion]] = [[] for _ in texts]
+        for (u, _, _), c in zip(reqs, raw, strict=True):
+            grouped[u].append(Completion(*c))
+        return grouped
 
     def close(self) -> None:
         for w in self.workers:

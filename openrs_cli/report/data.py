@@ -38,11 +38,11 @@ _BUNDLED = {"aime24": "aime24", "math_500": "math500", "amc23": "amc23", "minerv
 @functools.lru_cache(maxsize=1)
 def bench_problems() -> dict[str, int]:
     """Problems per benchmark: the rows of the bundled evaluation sets (30/500/40/272/675)."""
-    from openrs_cli import benchmarks
+    from openrs_cli import evalsets
 
     out = {}
     for key, name in _BUNDLED.items():
-        with open(benchmarks.path(name, verify=False), "rb") as f:
+        with open(evalsets.path(name, verify=False), "rb") as f:
             out[key] = sum(1 for line in f if line.strip())
     return out
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from openrs_cli.errors import OpenrsError, RunDirError
+from openrs_cli.models import check_model_ref
 from openrs_cli.recipes import load_recipe
-from openrs_cli.tiny import TINY_ID, check_model_ref
+from openrs_cli.tiny import TINY_ID
 from openrs_cli.train import rundir
 from openrs_cli.train.config import check_recipe, flash_attn_missing
 from openrs_cli.train.launch import LaunchPlan, MultiNode, detect_gpus, plan_launch

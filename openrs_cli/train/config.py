@@ -148,8 +148,8 @@ def check_recipe(recipe: Recipe, ref: str | None = None, overrides: list[str] | 
     function. The model reference, values TRL would ignore (`ref` and `overrides` are how the recipe was loaded:
     see check_not_ignored), the accelerate config, and each GRPOConfig key against the installed TRL."""
     from openrs_cli.errors import OpenrsError
+    from openrs_cli.models import check_model_ref
     from openrs_cli.recipes import accelerate_config_path, load_recipe
-    from openrs_cli.tiny import check_model_ref
 
     check_model_ref(recipe.model.id)
     written = None

@@ -32,9 +32,9 @@ def load_rows(spec: DatasetSpec):
 
     ident = spec.id
     if ident.startswith("bundled:"):
-        from openrs_cli import benchmarks
+        from openrs_cli import evalsets
 
-        rows = [{k: v for k, v in r.items() if k != "meta"} for r in benchmarks.load(ident.split(":", 1)[1])]
+        rows = [{k: v for k, v in r.items() if k != "meta"} for r in evalsets.load(ident.split(":", 1)[1])]
         ds = datasets.Dataset.from_list(rows)
     elif Path(ident).exists():
         p = Path(ident)

@@ -97,7 +97,7 @@ def _make_trainer_class():
 def load_tokenizer(recipe):
     from transformers import AutoTokenizer
 
-    from openrs_cli.tiny import resolve_model
+    from openrs_cli.models import resolve_model
 
     m = recipe.model
     tok = AutoTokenizer.from_pretrained(resolve_model(m.id), revision=m.revision,
@@ -116,7 +116,7 @@ def build_trainer(recipe, run_dir: Path, *, vllm_host=None, vllm_port=8000, vllm
     The GRPOConfig is the plan `openrs train` wrote to <run_dir>/launch.json (what --dry-run printed), reward
     weights included; only a run directory without one (a library caller such as benchmarks/train_overhead.py)
     maps the recipe here, with `vllm_host`/`vllm_port`."""
-    from openrs_cli.tiny import resolve_model
+    from openrs_cli.models import resolve_model
     from openrs_cli.train.callbacks import StepClock, make_metrics_callback
     from openrs_cli.train.config import build_grpo_config, grpo_kwargs, planned_grpo
     from openrs_cli.train.data import build_train_dataset

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from openrs_cli import benchmarks
+from openrs_cli import evalsets
 
 
 @pytest.mark.slow
 def test_open_rs_with_tiny_model_solver(tmp_path, tiny_model_dir, cli):
-    rows = benchmarks.load("train-sample")
+    rows = evalsets.load("train-sample")
     s1, ds = tmp_path / "s1.jsonl", tmp_path / "ds.jsonl"
     s1.write_text(
         "".join(

@@ -48,7 +48,12 @@ def test_acceptance_run_writes_both_files(tiny_model_dir, tmp_path, cli):
     assert code == 2 and "expected a 'results' record, found 'eval_run'" in err
     ledger = Path(res["cost_ledger"])  # the eval's cost ledger, with its generation phase
     assert ledger.is_file() and '"generation"' in ledger.read_text()
-    rec = json.loads((out / "generations.jsonl").read_text().splitlines()[0])
+    from openrs_cli.evaluate.backend_base import sample_seed
+
+    recs = [json.loads(x) for x in (out / "generations.jsonl").read_text().splitlines()]
+    assert all(r["seed"] == sample_seed(1234, r["task"], r["id"], r["sample"]) for r in recs)  # one per sample
+    assert len({r["seed"] for r in recs}) == len(recs)
+    rec = recs[0]
     assert rec["kind"] == "generation" and rec["prompt"].startswith("<|im_start|>user\nSolve the following")
     assert {"completion", "pred", "verdict", "n_tokens", "finish_reason", "sample"} <= set(rec)
     # a rerun of the same command generates nothing new and gives the same scores

@@ -78,12 +78,13 @@ def test_one_engine_generates_seeded_samples(engine):
     assert be.max_model_len == 2048 and len(be.workers) == 1  # was: 32768, refused by vLLM for this model
     texts = [be.render([{"role": "user", "content": q}]) for q in ("1+1?", "2+2?")]
     s = Sampling(32, 0.6, 0.95, 0)
-    a = be.generate(texts, [3, 1], [7, 8], s)
+    a = be.generate(texts, [3, 1], [[7, 17, 27], [8]], s)
     assert [len(x) for x in a] == [3, 1]
     for c in a[0] + a[1]:
         assert 1 <= c.n_tokens <= 32 and c.finish_reason in ("stop", "length") and isinstance(c.text, str)
     assert len({c.text for c in a[0]}) > 1  # the 3 samples of one prompt differ
-    assert be.generate(texts[::-1], [1, 3], [8, 7], s) == a[::-1]  # per-request seeds: order does not matter
+    assert be.generate(texts[::-1], [1, 3], [[8], [7, 17, 27]], s) == a[::-1]  # per-sample seeds: order is moot
+    assert be.generate(texts[:1], [1], [[17]], s)[0][0] == a[0][1]  # a sample alone: the same as beside others
 
 
 def test_cli_data_parallel_2_matches_one_engine_and_leaves_nothing(engine, tiny_model_dir, tmp_path):
@@ -109,8 +110,8 @@ def test_cli_data_parallel_2_matches_one_engine_and_leaves_nothing(engine, tiny_
         units.setdefault(rec["id"], []).append(rec)
     be, _ = engine
     ids = sorted(units)
-    one = be.generate([units[i][0]["prompt"] for i in ids], [2] * len(ids), [units[i][0]["seed"] for i in ids],
-                      Sampling(**SAMPLING))
+    one = be.generate([units[i][0]["prompt"] for i in ids], [2] * len(ids),
+                      [[x["seed"] for x in units[i]] for i in ids], Sampling(**SAMPLING))
     assert [[c.text for c in g] for g in one] == [[x["completion"] for x in units[i]] for i in ids]
 
 

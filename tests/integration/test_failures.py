@@ -271,12 +271,12 @@ def _run_in_process(args: list[str], capsys) -> tuple[int, str]:
 def test_tampered_bundled_benchmark(tmp_path, monkeypatch, capsys):
     import shutil
 
-    from openrs_cli import benchmarks
+    from openrs_cli import evalsets
 
     data = tmp_path / "data"
-    shutil.copytree(benchmarks.DATA_DIR, data)
+    shutil.copytree(evalsets.DATA_DIR, data)
     (data / "aime24.jsonl").write_text((data / "aime24.jsonl").read_text().replace("204", "205", 1))
-    monkeypatch.setattr(benchmarks, "DATA_DIR", data)
+    monkeypatch.setattr(evalsets, "DATA_DIR", data)
     code, err = _run_in_process(["eval", "score", str(_write_completions(tmp_path)), "--task", "aime24"], capsys)
     assert code == 2 and "fails its sha256 check" in err and "Traceback" not in err
     assert len([ln for ln in err.splitlines() if ln.strip()]) == 1

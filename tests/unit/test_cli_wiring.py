@@ -54,3 +54,15 @@ def test_bad_input_exit_code_and_one_line():
     assert "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "unknown recipe 'no-such-recipe'" in lines[0]
+
+
+def test_json_flag_and_progress_are_declared_once():
+    """`--json` was declared seven times with five help texts, and progress was drawn four ways: one of each now."""
+    from pathlib import Path
+
+    import openrs_cli.commands as commands
+
+    srcs = {p.name: p.read_text() for p in Path(commands.__file__).parent.glob("*.py")}
+    assert [n for n, s in srcs.items() if '"--json"' in s] == ["_console.py"]
+    assert [n for n, s in srcs.items() if "rich.progress import" in s] == ["_progress.py"]
+    assert sum(s.count("JsonOpt = False") for s in srcs.values()) == 9

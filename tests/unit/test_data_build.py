@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from openrs_cli import benchmarks
+from openrs_cli import evalsets
 from openrs_cli.data import build, inspect_dir, load_spec
 from openrs_cli.errors import DataError, RunDirError
 from tests.conftest import run_openrs
 
-SAMPLE = benchmarks.path("train-sample")
+SAMPLE = evalsets.path("train-sample")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -27,7 +27,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
 def halves(tmp_path_factory) -> tuple[Path, Path]:
     """The sample split in two, standing in for the s1 pool (s1 column names) and DeepScaleR."""
     d = tmp_path_factory.mktemp("src")
-    rows = benchmarks.load("train-sample")
+    rows = evalsets.load("train-sample")
     s1 = _write_jsonl(
         d / "s1.jsonl",
         [
@@ -174,9 +174,9 @@ def test_rebuild_is_byte_identical_and_seed_changes_it(open_rs, halves, tmp_path
 
 
 def test_planted_eval_problems_are_removed_and_listed(tmp_path, cli):
-    train = benchmarks.load("train-sample")[:60]
+    train = evalsets.load("train-sample")[:60]
     planted = [
-        benchmarks.load(name)[i]
+        evalsets.load(name)[i]
         for name, i in (("aime24", 3), ("amc23", 5), ("math500", 7), ("minerva", 11), ("olympiadbench", 13))
     ]
     rows = [{"problem": r["problem"], "answer": r["answer"]} for r in train]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openrs_cli import benchmarks
+from openrs_cli import evalsets
 from openrs_cli.data import filters, load_spec
 from openrs_cli.data.decontam import EvalIndex, decontaminate
 from openrs_cli.errors import DataError
@@ -109,8 +109,8 @@ def test_dedup_exact_and_near_keeps_first():
 
 
 def test_decontamination_lists_every_hit():
-    aime = benchmarks.load("aime24")[0]
-    math = next(r for r in benchmarks.load("math500") if len(r["problem"].split()) < 8)
+    aime = evalsets.load("aime24")[0]
+    math = next(r for r in evalsets.load("math500") if len(r["problem"].split()) < 8)
     rows = [
         _row(aime["problem"].replace(" ", "  "), i=0),  # reformatted copy
         _row("Warm-up first. " + math["problem"] + " Then relax.", i=1),  # short eval problem inside a longer one
@@ -132,7 +132,7 @@ def test_decontamination_ignores_boilerplate_shared_by_eval_problems():
     boiler = "where m and n are relatively prime positive integers find m n"
     shared = [
         r
-        for r in benchmarks.load("aime24")
+        for r in evalsets.load("aime24")
         if boiler in " ".join(filters.re.findall(r"[a-z0-9]+", r["problem"].lower()))
     ]
     assert len(shared) >= 2

@@ -85,18 +85,46 @@ def test_transformers_backend_renders_chat_template(tiny_backend):
 def test_transformers_backend_groups_samples_and_is_seeded(tiny_backend):
     s = G.Sampling(max_new_tokens=12, temperature=0.6, top_p=0.95, seed=0)
     texts = [tiny_backend.render([{"role": "user", "content": q}]) for q in ("1+1?", "2+2?")]
-    a = tiny_backend.generate(texts, [3, 1], [7, 8], s)
+    a = tiny_backend.generate(texts, [3, 1], [[7, 17, 27], [8]], s)
     assert [len(x) for x in a] == [3, 1]
     for c in a[0] + a[1]:
         assert 1 <= c.n_tokens <= 12 and c.finish_reason in ("stop", "length") and isinstance(c.text, str)
         assert c.finish_reason == "stop" or c.n_tokens == 12
-    b = tiny_backend.generate(texts, [3, 1], [7, 8], s)
+    b = tiny_backend.generate(texts, [3, 1], [[7, 17, 27], [8]], s)
     assert a == b  # same seed, same samples
     assert len({c.text for c in a[0]}) > 1  # sampling: the 3 samples of one prompt differ
     greedy = G.Sampling(max_new_tokens=12, temperature=0.0, top_p=0.95, seed=0)
-    g1 = tiny_backend.generate(texts[:1], [2], [1], greedy)
-    g2 = tiny_backend.generate(texts[:1], [2], [2], greedy)
+    g1 = tiny_backend.generate(texts[:1], [2], [[1, 2]], greedy)
+    g2 = tiny_backend.generate(texts[:1], [2], [[3, 4]], greedy)
     assert g1[0][0] == g1[0][1] == g2[0][0]  # temperature 0 is greedy, seed-independent
+
+
+def test_transformers_samples_depend_on_their_own_seed_not_the_batch(tiny_backend):
+    """The backend seeded once per batch (torch.manual_seed(seeds[0])), so a sample changed with the samples
+    beside it while generations.jsonl recorded a seed of its own. Each row now draws from its own generator."""
+    s = G.Sampling(max_new_tokens=12, temperature=0.6, top_p=0.95, seed=0)
+    texts = [tiny_backend.render([{"role": "user", "content": q}]) for q in ("1+1?", "2+2?", "3+3?")]
+    together = tiny_backend.generate(texts, [2, 1, 1], [[5, 6], [7], [8]], s)
+    alone = [tiny_backend.generate([texts[1]], [1], [[7]], s)[0][0],
+             tiny_backend.generate([texts[0]], [1], [[6]], s)[0][0]]
+    assert alone == [together[1][0], together[0][1]]  # the same sample alone, or second in another batch
+    assert tiny_backend.generate([texts[1]], [1], [[70]], s)[0][0] != together[1][0]  # its seed decides
+    with pytest.raises(ValueError, match="2 samples need 2 seeds"):
+        tiny_backend.generate(texts[:1], [2], [[1]], s)
+
+
+def test_gumbel_max_draws_from_the_tempered_distribution():
+    """The per-row sampler is exact: token frequencies over many seeds match softmax(scores)."""
+    import torch
+
+    from openrs_cli.evaluate.hf_backend import PerRowGumbel
+
+    scores = torch.log(torch.tensor([[0.5, 0.3, 0.2, 0.0]]))  # the last token filtered (-inf)
+    counts = torch.zeros(4)
+    for seed in range(4000):
+        counts[int(PerRowGumbel([seed])(None, scores.clone()).argmax())] += 1
+    freq = counts / counts.sum()
+    assert freq[3] == 0 and torch.allclose(freq[:3], torch.tensor([0.5, 0.3, 0.2]), atol=0.03)
 
 
 def test_public_generate_api(tiny_model_dir):

@@ -35,3 +35,26 @@ def test_plain_progress_resumed_and_quiet(capsys):
     with _progress("grading", quiet=True, clock=lambda: 0.0, heartbeat=False) as update:
         update({"done": 1, "total": 2})
     assert capsys.readouterr().err == ""
+
+
+def test_data_build_stages_print_plain_lines_too(capsys):
+    """openrs data build showed bars only on a terminal, and nothing at all in a log; it now uses eval's progress:
+    a line when each stage ends and every 30 s in between (none at a start, so a failed start stays one line)."""
+    from openrs_cli.commands._progress import Progress
+
+    now = [0.0]
+    prog = Progress("data build", unit="items", clock=lambda: now[0], heartbeat=False)
+    with prog:
+        prog.stage("open-s1: dedup", 0, 100)
+        now[0] = 10.0
+        prog.stage("open-s1: dedup", 100, 100)
+        prog.stage("solvable: generate", 0, 8)
+        now[0] = 50.0
+        prog.stage("solvable: generate", 4, 8)
+        now[0] = 60.0
+        prog.stage("solvable: generate", 8, 8)
+    assert capsys.readouterr().err.splitlines() == [
+        "open-s1: dedup 100/100  10.00 items/s  eta 0s",
+        "solvable: generate 4/8  0.10 items/s  eta 40s",
+        "solvable: generate 8/8  0.16 items/s  eta 0s",
+    ]

@@ -70,7 +70,7 @@ def test_gold_fields_and_limit():
 
 def test_coverage_marks_limit_cuts_and_other_data_as_partial(tmp_path):
     """results.json's `complete`/`coverage` per task: only the whole benchmark is complete."""
-    from openrs_cli import benchmarks
+    from openrs_cli import evalsets
     from openrs_cli.evaluate import metrics
 
     aime = get_task("aime24")
@@ -79,7 +79,7 @@ def test_coverage_marks_limit_cuts_and_other_data_as_partial(tmp_path):
     assert load_task(aime, limit=5).coverage() == {"benchmark_problems": 30, "complete": False,
                                                    "coverage": "5/30 problems"}
     copy = tmp_path / "aime24.jsonl"  # the bundled file itself, passed with --data: the whole benchmark
-    copy.write_bytes(benchmarks.path("aime24").read_bytes())
+    copy.write_bytes(evalsets.path("aime24").read_bytes())
     assert load_task(aime, str(copy)).coverage()["complete"] is True
     mine = tmp_path / "mine.jsonl"
     mine.write_text('{"id": "a", "problem": "1+1?", "answer": "2"}\n')

@@ -75,7 +75,7 @@ def test_transformers_backend_caps_to_the_context_with_one_warning(tiny_model_di
                         conversations=conv, max_model_len=40)
     be.eos_ids = []  # no early stop: the whole budget is used
     text = be.render(conv[0])
-    out = be.generate([text], [1], [0], G.Sampling(4096, 0.6, 0.95, 0))
+    out = be.generate([text], [1], [[0]], G.Sampling(4096, 0.6, 0.95, 0))
     assert out[0][0].n_tokens == 40 - be.count_tokens(text)
 
 

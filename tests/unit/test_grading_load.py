@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
+from benchmarks.lib.reference_rewards import synthetic_stream
 from openrs_cli.grading import PAPER_REWARD, grade_many
-from openrs_cli.rewards.reference import synthetic_stream
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,11 @@ import math
 
 import pytest
 
+from benchmarks.lib.reference_rewards import reference_rewards, synthetic_stream
 from openrs_cli.errors import DataError
 from openrs_cli.recipes.schema import RewardsSpec
 from openrs_cli.rewards import build_reward_funcs, make_reward
 from openrs_cli.rewards.funcs import cosine_value, kimi_length, repetition_value
-from openrs_cli.rewards.reference import reference_rewards, synthetic_stream
 
 GOLD = r"We find $x = \boxed{5}$."
 PAPER = RewardsSpec(variant="paper", funcs=["accuracy"], cosine_max_len=100)

@@ -2,7 +2,8 @@
 
 import hashlib
 
-from openrs_cli.tiny import TINY_ID, build_tiny_model, resolve_model
+from openrs_cli.models import resolve_model
+from openrs_cli.tiny import TINY_ID, build_tiny_model
 
 
 def test_loads_chats_and_generates(tiny_model_dir):

@@ -3,7 +3,7 @@
 `reference_rewards` parses the gold and the answer with math-verify for every completion, one at a time, in
 the calling (main) thread, with math-verify's own signal timeouts at 0.5.2's defaults (3 s parse, 3 s per
 comparison). It is the yardstick for `openrs_cli.rewards` (which must give identical rewards, faster):
-the tests and `benchmarks/rewards.py` use it; training never does.
+the tests and `benchmarks/rewards.py` use it; it is not part of the openrs package.
 
 `synthetic_stream` builds prompts x G completions from the bundled benchmarks: long reasoning text ending in
 a boxed answer that is right, wrong, written differently but equal (\\frac{1}{2} vs 0.5), missing, or
@@ -116,9 +116,9 @@ def synthetic_stream(n_prompts: int = 300, group: int = 6, seed: int = 0,
 
     Pathological answers are the fixed strings of PATHOLOGICAL, or with `distinct_pathological` a fresh variant
     each time (no verbatim repeats: what benchmarks/rewards.py grades)."""
-    from openrs_cli import benchmarks
+    from openrs_cli import evalsets
     rng = random.Random(seed)
-    rows = [r for name in ("math500", "train-sample") for r in benchmarks.load(name)
+    rows = [r for name in ("math500", "train-sample") for r in evalsets.load(name)
             if r.get("solution") and "\\boxed" in r["solution"] and r.get("answer")]
     rng.shuffle(rows)
     out = []
