@@ -1,4 +1,5 @@
-"""`openrs cost`: summarize run ledgers (beside the paper's Tables 3-4), estimate a recipe, show the price table."""
+"""`openrs cost`: summarize run ledgers (beside the paper's Tables 3-4), estimate a recipe, show the price table,
+and bill a command openrs does not launch (`track`)."""
 
 from __future__ import annotations
 
@@ -187,3 +188,20 @@ def prices(as_json: JsonOpt = False, prices_file: PricesOpt = None, price: Price
         console.print(f"override: {escape(o)}", highlight=False)
     if table.electricity_usd_kwh is not None:
         console.print(f"electricity: ${table.electricity_usd_kwh}/kWh, PUE {table.pue}", highlight=False)
+
+
+@app.command("track", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+def track(
+    command: Annotated[list[str], typer.Argument(metavar="CMD",
+                                                 help="The command to run and bill, after --")],
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="The run whose cost ledger records this node")],
+    kind: Annotated[str, typer.Option("--kind", help="What the command is, as the ledger records it")] = "vllm-server",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="While RUN does not exist, start the command and "
+                                       "open the ledger once the run creates it (default); --no-wait creates "
+                                       "RUN now")] = True,
+) -> None:
+    """Run a command under a cost monitor: bills this node's GPUs (CUDA_VISIBLE_DEVICES) into RUN's ledger, e.g.
+    the vLLM server node of a Slurm job. Forwards SIGTERM/SIGINT; exits with the command's exit code."""
+    from openrs_cli.cost.wrap import track as _track
+
+    raise typer.Exit(_track(run_dir, command, kind=kind, wait=wait))

@@ -25,12 +25,16 @@ def main(
     model: str = typer.Option(None, "--model", "-m", help="Model dir, hub id, .gguf file, or openrs-tiny "
                               "(default: the newest runs/<name>/final)."),
     tasks: str = typer.Option("aime24,amc23,math_500,minerva,olympiadbench", "--tasks", "-t", help=TASKS_HELP),
-    samples: int = typer.Option(1, "--samples", "-k", help="Samples per problem (the paper: 1). Use 16+ for "
-                                "aime24/amc23: with 30-40 problems one sample has a stderr of about 8 points."),
+    protocol: str = typer.Option(None, "--protocol", help="A named protocol: paper (the default), sober, open-r1 "
+                                 "(`openrs eval protocols` lists their values); flags given override it."),
+    samples: int = typer.Option(None, "--samples", "-k", help="Samples per problem, for every task (the paper: 1). "
+                                "Use 16+ for aime24/amc23: with 30-40 problems one sample has a stderr of about "
+                                "8 points."),
     limit: int = typer.Option(None, "--limit", help="Only the first N problems of each task."),
-    max_new_tokens: int = typer.Option(32768, "--max-new-tokens", help="Generation budget per sample."),
-    temperature: float = typer.Option(0.6, "--temperature", help="0 = greedy."),
-    top_p: float = typer.Option(0.95, "--top-p"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Generation budget per sample (the paper: "
+                                       "32768)."),
+    temperature: float = typer.Option(None, "--temperature", help="0 = greedy (the paper: 0.6)."),
+    top_p: float = typer.Option(None, "--top-p", help="(the paper: 0.95)"),
     seed: int = typer.Option(1234, "--seed"),
     backend: str = typer.Option("auto", "--backend", help="auto (vLLM with a GPU, else transformers), "
                                 "transformers, vllm."),
@@ -64,13 +68,18 @@ def main(
         err_console.print(f"no --model: evaluating {escape(model)}, the newest finished run under ./runs"
                           + (f" ({others} older; --model picks another)" if others else ""), highlight=False,
                           soft_wrap=True)
+    from openrs_cli.evaluate.protocols import resolve
     from openrs_cli.evaluate.runner import EvalConfig, run_eval
+    from openrs_cli.evaluate.tasks import parse_tasks
 
-    cfg = EvalConfig(model=model, tasks=tasks, revision=revision, label=label, samples=samples, limit=limit,
-                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+    p = resolve(protocol, [t.name for t in parse_tasks(tasks)], temperature=temperature, top_p=top_p,
+                max_new_tokens=max_new_tokens, samples=samples)
+    cfg = EvalConfig(model=model, tasks=tasks, revision=revision, label=label, samples=p.samples, limit=limit,
+                     max_new_tokens=p.max_new_tokens, temperature=p.temperature, top_p=p.top_p, seed=seed,
                      backend=backend, batch_size=batch_size, data=data, out_dir=str(out) if out else None,
                      cost=not no_cost, engine=engine, data_parallel=data_parallel,
-                     max_model_len=max_model_len, fresh=fresh)
+                     max_model_len=max_model_len, fresh=fresh, samples_per_task=p.samples_per_task,
+                     protocol=p.record())
     from openrs_cli.errors import Interrupted
 
     try:
@@ -84,6 +93,27 @@ def main(
     _print_table(res["tasks"], res["average"], title=f"{res['label']} ({res['backend']})")
     console.print(f"wrote {escape(res['out_dir'])}/results.json and generations.jsonl "
                   f"({res['wall_time_s']:.1f} s)", highlight=False)
+
+
+@app.command("protocols")
+def protocols_cmd(as_json: JsonOpt = False) -> None:
+    """The named protocols `--protocol` takes: sampling settings, samples per task, and where each comes from."""
+    from rich.table import Table
+
+    from openrs_cli.evaluate.protocols import protocols
+
+    known = protocols()
+    if as_json:
+        print_json({name: p.to_json() for name, p in known.items()})
+        return
+    t = Table(title="openrs eval --protocol NAME (flags given override a protocol's values)")
+    for col in ("protocol", "temperature", "top_p", "max_new_tokens", "samples per problem", "source"):
+        t.add_column(col, overflow="fold")
+    for name, p in known.items():
+        per = ", ".join(f"{k} {v}" for k, v in p.samples.items() if k != "default")
+        per = (per + ", others " if per else "all ") + str(p.samples_for("default"))
+        t.add_row(name, f"{p.temperature:g}", f"{p.top_p:g}", str(p.max_new_tokens), per, escape(p.source))
+    console.print(t)
 
 
 @app.command("score")

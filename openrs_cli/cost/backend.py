@@ -206,6 +206,9 @@ class NullBackend:
     def devices(self) -> list[DeviceInfo]:
         return list(self._devices)
 
+    def driver_version(self) -> str | None:
+        return None
+
     def energy_mj(self, uuid: str) -> int | None:
         return None
 
@@ -304,6 +307,13 @@ class PynvmlBackend(_Allocation):
     def mem_used_mib(self, uuid: str) -> float | None:
         return self._read("memory", uuid, lambda h: self._nv.nvmlDeviceGetMemoryInfo(h).used / 2**20)
 
+    def driver_version(self) -> str | None:
+        try:
+            v = self._nv.nvmlSystemGetDriverVersion()
+        except self._nv.NVMLError:
+            return None
+        return v.decode() if isinstance(v, bytes) else str(v)
+
     def shutdown(self) -> None:
         try:
             self._nv.nvmlShutdown()
@@ -369,6 +379,9 @@ class FakeBackend(_Allocation):
             n = int(data.pop("count", 1))
             devs = [FakeDevice(**data) for _ in range(n)]
         return cls(devs, clock=clock).select(gpu_indices)
+
+    def driver_version(self) -> str:
+        return "fake"
 
     def _elapsed(self) -> float:
         return self.clock.time() - self.t0

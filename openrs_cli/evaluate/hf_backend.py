@@ -42,6 +42,7 @@ class TransformersBackend:
             device = placement.device if placement is not None else ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = device
         dtype = torch.bfloat16 if self.device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        self.dtype, self.tensor_parallel = str(dtype).removeprefix("torch."), 1
         try:
             self.tok = AutoTokenizer.from_pretrained(src, **kw)
             self.model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kw).to(self.device)

@@ -60,7 +60,7 @@ def check_settings(cfg) -> None:
     except ImportError:
         raise OpenrsError("--engine lighteval: lighteval is not installed; install it in its own environment "
                           "(pip install 'openrs[lighteval]', see docs/eval.md) or use --engine openrs") from None
-    if cfg.samples != 1:
+    if cfg.samples != 1 or any(n != 1 for n in (cfg.samples_per_task or {}).values()):
         raise OpenrsError("--engine lighteval reports the paper's single-sample metric; use --samples 1, or the "
                           "openrs engine for k samples")
     if cfg.data not in ("bundled", "hub"):

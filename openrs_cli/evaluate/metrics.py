@@ -131,6 +131,12 @@ def task_metrics(per_problem: dict[str, list[tuple[bool, str | None]]], seed: in
     for k in ks_for(n_min):
         pak[str(k)] = mean([pass_at_k(len(s), sum(ok for ok, _ in s), k) for s in items.values()])
     maj = mean([float(majority_correct([p for _, p in s], [ok for ok, _ in s])) for s in items.values()])
+    # Each sample index has its own seed (the same for a problem whatever the batch): sample j of every problem is
+    # one seeded run, so the spread of their pass@1 is the "std across seeds" that multi-seed studies report.
+    per_seed = [mean([float(s[j][0]) for s in items.values()]) for j in range(n_min)] if n_min >= 2 else []
+    seeds = {"n": n_min, "pass@1": per_seed, "mean": mean(per_seed),
+             "std": math.sqrt(sum((x - mean(per_seed)) ** 2 for x in per_seed) / (len(per_seed) - 1))} \
+        if per_seed else None
     return {
         "n_problems": len(items),
         "samples": n_min,
@@ -140,6 +146,7 @@ def task_metrics(per_problem: dict[str, list[tuple[bool, str | None]]], seed: in
         "maj@k": maj if items else None,
         "ci95": list(bootstrap_ci(scores, seed=seed)) if scores else None,
         "stderr": stderr(scores) if scores else None,
+        "seeds": seeds,
         "per_problem": {pid: [sum(ok for ok, _ in s), len(s)] for pid, s in items.items()},
     }
 

@@ -56,6 +56,11 @@ class EvalConfig:
     max_model_len: int | None = None
     fresh: bool = False  # discard the directory's samples (other weights) and start over
     extra: dict = field(default_factory=dict)
+    samples_per_task: dict[str, int] | None = None  # a protocol's samples per task (else `samples` for all)
+    protocol: dict | None = None  # {"name", "source", "overrides"} of the named protocol these settings come from
+
+    def samples_for(self, task: str) -> int:
+        return int((self.samples_per_task or {}).get(task, self.samples))
 
 
 def _versions() -> dict:
@@ -85,9 +90,11 @@ def _ledger_path(out_dir: Path) -> str | None:
     return str((mine or found)[0])
 
 
-def pending_work(datas: list[TaskData], samples: int, done: set[tuple[str, str, int]]) -> list[tuple]:
-    """(TaskData, Problem, sample index) triples not yet in generations.jsonl, in task/problem/sample order."""
-    return [(td, p, s) for td in datas for p in td.problems for s in range(samples)
+def pending_work(datas: list[TaskData], samples, done: set[tuple[str, str, int]]) -> list[tuple]:
+    """(TaskData, Problem, sample index) triples not yet in generations.jsonl, in task/problem/sample order.
+    `samples`: per problem, an int for every task or a function of the task name."""
+    per = samples if callable(samples) else (lambda _t: samples)
+    return [(td, p, s) for td in datas for p in td.problems for s in range(per(td.task.name))
             if (td.task.name, p.id, s) not in done]
 
 
@@ -97,7 +104,7 @@ def batches(work: list[tuple], size: int) -> list[list[tuple]]:
 
 def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None) -> dict:
     """Run (or resume) an eval and return the results dict written to <out_dir>/results.json."""
-    if cfg.samples < 1:
+    if cfg.samples < 1 or any(n < 1 for n in (cfg.samples_per_task or {}).values()):
         raise OpenrsError(f"--samples must be >= 1 (got {cfg.samples})")
     if cfg.limit is not None and cfg.limit < 1:
         raise OpenrsError(f"--limit must be >= 1 (got {cfg.limit})")
@@ -185,8 +192,8 @@ def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> 
     gen_path = out_dir / store.GENERATIONS
     existing, _bad = store.read_generations(gen_path)
     done = {(r.get("task"), str(r["id"]), int(r.get("sample", 0) or 0)) for r in existing}
-    work = pending_work(datas, cfg.samples, done)
-    total = sum(len(td.problems) for td in datas) * cfg.samples
+    work = pending_work(datas, cfg.samples_for, done)
+    total = sum(len(td.problems) * cfg.samples_for(td.task.name) for td in datas)
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
     t0 = time.time()
     backend_name = pick_backend(cfg.backend) if work else (existing[0].get("backend") if existing else cfg.backend)
@@ -194,12 +201,14 @@ def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> 
     monitor = _open_cost(out_dir, cfg.cost, placement.gpu_indices) if work else None
     stats = {"done": total - len(work), "total": total, "correct": 0, "graded": 0, "new": 0}
     context = cfg.max_model_len
+    engine_info: dict = {}
     status = "error"
     try:
         if work:
             if on_progress:
                 on_progress({**stats, "samples_per_s": 0.0, "accuracy": 0.0, "out_dir": str(out_dir)})
-            context = _generate_all(cfg, work, sampling, placement, gen_path, monitor, stats, t0, on_progress)
+            context, engine_info = _generate_all(cfg, work, sampling, placement, gen_path, monitor, stats, t0,
+                                                 on_progress)
         status = "ok"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -210,7 +219,8 @@ def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> 
             _safe(monitor.close, status)
     records, _ = store.read_generations(gen_path)
     wanted = {(td.task.name, p.id) for td in datas for p in td.problems}
-    records = [r for r in records if (r.get("task"), str(r["id"])) in wanted and int(r.get("sample", 0)) < cfg.samples]
+    records = [r for r in records if (r.get("task"), str(r["id"])) in wanted
+               and int(r.get("sample", 0)) < cfg.samples_for(str(r.get("task")))]
     tasks = task_results(records, seed=cfg.seed)
     for td in datas:
         if td.task.name in tasks:
@@ -227,9 +237,12 @@ def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> 
         engine=cfg.engine,
         sampling={"samples": cfg.samples, "temperature": cfg.temperature, "top_p": cfg.top_p,
                   "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit, "data": cfg.data,
-                  "max_model_len": context},
+                  "max_model_len": context,
+                  "samples_per_task": {td.task.name: cfg.samples_for(td.task.name) for td in datas}},
+        protocol=cfg.protocol,
         tasks=tasks,
         average=metrics.average(tasks),
+        environment=_environment(cfg, out_dir, backend_name, placement, engine_info, datas),
         versions=_versions(),
         wall_time_s=round(time.time() - t0, 3),
         cost_ledger=_ledger_path(out_dir),
@@ -240,8 +253,28 @@ def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> 
     return results
 
 
-def _generate_all(cfg, work, sampling, placement, gen_path, monitor, stats, t0, on_progress) -> int | None:
-    """Generate, grade and append every pending unit; returns the context length the backend used."""
+def _environment(cfg, out_dir: Path, backend_name: str, placement, engine_info: dict, datas) -> dict:
+    """results.json's `environment`: this run's, or, when it generated nothing (every sample was already saved),
+    that of the run that did."""
+    if not engine_info and (out_dir / store.RESULTS).is_file():
+        try:
+            old = store.load_results(out_dir).get("environment")
+        except OpenrsError:
+            old = None
+        if isinstance(old, dict):
+            return old
+    from openrs_cli.evaluate.environment import environment
+
+    return environment(backend=backend_name, engine=cfg.engine, placement=placement,
+                       batch_size=engine_info.get("batch_size"), dtype=engine_info.get("dtype"),
+                       tensor_parallel=engine_info.get("tensor_parallel", 1),
+                       data_sha256={td.task.name: td.sha256 for td in datas},
+                       protocol=cfg.protocol or {"name": None})
+
+
+def _generate_all(cfg, work, sampling, placement, gen_path, monitor, stats, t0, on_progress):
+    """Generate, grade and append every pending unit; returns the context length the backend used and what the
+    environment record needs of the engine (dtype, tensor parallel size, batch size)."""
     from openrs_cli.evaluate.tasks import build_messages
 
     problems = {(td.task.name, p.id): p for td, p, _ in work}
@@ -282,7 +315,9 @@ def _generate_all(cfg, work, sampling, placement, gen_path, monitor, stats, t0, 
                                  "accuracy": stats["correct"] / stats["graded"] if stats["graded"] else 0.0})
     finally:
         be.close()
-    return getattr(be, "max_model_len", cfg.max_model_len)
+    info = {"dtype": getattr(be, "dtype", None), "tensor_parallel": getattr(be, "tensor_parallel", 1),
+            "batch_size": size}
+    return getattr(be, "max_model_len", cfg.max_model_len), info
 
 
 def _phase(monitor, name: str):

@@ -179,6 +179,7 @@ class VLLMBackend:
             log.warning("warning: %s", warning)
         self.kwargs = llm_kwargs(model, revision, sampling.seed, max_model_len=self.max_model_len,
                                  gpu_memory_utilization=gpu_memory_utilization)
+        self.dtype, self.tensor_parallel = self.kwargs.get("dtype"), self.kwargs.get("tensor_parallel_size", 1)
         self.placement = placement or place("vllm", data_parallel)
         if self.placement.device == "cpu":
             self.kwargs.update(cpu_llm_kwargs(self.max_model_len))

@@ -35,6 +35,11 @@ def _blocks(table_text: dict[str, str], figs: list, user, notes: list[str],
               "the mean over samples and ± the half-width of its 95% confidence interval. The paper's numbers "
               "are single runs. Best per column in **bold**."),
     ]
+    where = [f"{r.model}: {r.extra['environment']} ({r.source})" for r in user.rows
+             if (r.extra or {}).get("environment")]
+    if where:
+        b += [("p", "Where your scores came from (engine, hardware, parallelism, dtype, grader, protocol; the "
+                    "whole record is `environment` in each results.json):"), ("ul", where)]
     for name in ("figure1", "benchmarks", "average", "checkpoints"):
         if name in by_name:
             b += [("h2", by_name[name].title), ("figure", by_name[name])]

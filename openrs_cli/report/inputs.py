@@ -49,6 +49,7 @@ class UserResult:
     time_utc: str
     run_dir: Path | None
     partial: dict[str, tuple[int, int]] = field(default_factory=dict)  # bench -> (problems scored, benchmark size)
+    environment: str = ""  # where the score came from (results.json's environment, one line)
 
 
 @dataclass
@@ -170,8 +171,11 @@ def load_result(path: Path) -> UserResult:
         mp = Path(model.rstrip("/"))
         label = run_dir.name if run_dir else (mp.parent.name if (_CKPT.fullmatch(mp.name) or mp.name == "final")
                                                else mp.name)
+    from openrs_cli.evaluate.environment import summary_line
+
     return UserResult(path=path, series=label, step=step, model=model, scores=scores,
-                      time_utc=str(rec.get("time_utc", "")), run_dir=run_dir, partial=partial)
+                      time_utc=str(rec.get("time_utc", "")), run_dir=run_dir, partial=partial,
+                      environment=summary_line(rec.get("environment")))
 
 
 def _read_metrics(path: Path, notes: list[str]) -> list[dict]:
@@ -322,7 +326,7 @@ def collect(results_paths: list[Path], runs_paths: list[Path]) -> UserData:
             avg=None if chosen.partial else mean_score(chosen.scores, [k for k, _ in BENCHMARKS]),
             size_b=size_b(name, chosen.model, base, model_dir=Path(chosen.model)),
             cost_usd=(run.cost or {}).get("cost_usd") if run else None, user=True, run_dir=chosen.run_dir,
-            extra={"series": name, "cost_note": _cost_note(run)},
+            extra={"series": name, "cost_note": _cost_note(run), "environment": chosen.environment},
         ))
         points = [(r.step, r.scores) for r in results if r.step is not None]
         if len(points) >= 2:

@@ -250,3 +250,17 @@ def test_an_eval_dir_with_a_cost_ledger_is_not_a_training_run(tmp_path):
     (tmp_path / "ev" / "cost").mkdir()
     (tmp_path / "ev" / "recipe.yaml").write_text("name: mine\n")  # a user's file, not openrs's
     assert load_result(res).run_dir is None
+
+
+def test_report_shows_where_each_of_your_scores_came_from(tmp_path, cli):
+    from openrs_cli.evaluate.backend_base import Placement
+    from openrs_cli.evaluate.environment import environment
+
+    env = environment(backend="transformers", engine="openrs", placement=Placement("cpu", ("0,1",)), batch_size=8,
+                      dtype="float32", data_sha256={}, protocol={"name": "sober"})
+    write_results(tmp_path / "r" / "results.json", "runs/mine/final", FULL, label="mine", environment=env)
+    code, _, err = cli("report", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "rep"), "--format", "md")
+    assert code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("- mine: "))
+    assert "transformers" in line and "CPU" in line and "float32" in line and "protocol sober" in line
