@@ -117,6 +117,40 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = BO
     }
 
 
+def paired_bootstrap_seeds(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]],
+                           resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95) -> dict:
+    """As `paired_bootstrap`, over problems and seeds: items are (correct, samples) per problem on each side. Each
+    resample draws problems with replacement (paired), then each side's samples of a problem with replacement
+    (a problem's score under resampled seeds is Binomial(n, c/n) / n). With one sample per problem the second
+    level adds no spread and this equals the problem-level bootstrap."""
+    if len(a) != len(b):
+        raise ValueError("paired bootstrap needs the same items on both sides")
+    n = len(a)
+    if n == 0:
+        return {"n": 0, "diff": float("nan"), "ci95": [float("nan"), float("nan")], "inside_noise": True,
+                "p_value": float("nan"), "levels": "problems x seeds"}
+    rng = random.Random(seed)
+
+    def draw(c: int, k: int) -> float:
+        if k <= 1 or c in (0, k):
+            return c / k
+        p = c / k
+        return sum(rng.random() < p for _ in range(k)) / k
+
+    diffs = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        diffs.append(sum(draw(*a[i]) - draw(*b[i]) for i in idx) / n)
+    diffs.sort()
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = _percentile(diffs, tail), _percentile(diffs, 100 - tail)
+    below = sum(x <= 0 for x in diffs) / resamples
+    above = sum(x >= 0 for x in diffs) / resamples
+    return {"n": n, "diff": mean([x[0] / x[1] - y[0] / y[1] for x, y in zip(a, b, strict=True)]),
+            "ci95": [lo, hi], "inside_noise": bool(lo <= 0 <= hi), "p_value": min(1.0, 2 * min(below, above)),
+            "levels": "problems x seeds"}
+
+
 def task_metrics(per_problem: dict[str, list[tuple[bool, str | None]]], seed: int = 0) -> dict:
     """Metrics of one task from {problem id: [(correct, extracted answer), ... one per sample]}.
 

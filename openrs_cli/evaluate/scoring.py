@@ -149,7 +149,12 @@ def compare_results(a: dict, b: dict, seed: int = 0) -> dict:
             continue
         sa = [pa[p][0] / pa[p][1] for p in common]
         sb = [pb[p][0] / pb[p][1] for p in common]
-        res = metrics.paired_bootstrap(sa, sb, seed=seed)
+        if any(pa[p][1] > 1 or pb[p][1] > 1 for p in common):  # several seeds: resample problems and seeds
+            res = metrics.paired_bootstrap_seeds([tuple(pa[p]) for p in common], [tuple(pb[p]) for p in common],
+                                                 resamples=2000, seed=seed)
+        else:
+            res = metrics.paired_bootstrap(sa, sb, seed=seed)
+            res["levels"] = "problems"
         res.update({"a": metrics.mean(sa) if sa else None, "b": metrics.mean(sb) if sb else None})
         out[t] = res
     if not out:

@@ -7,6 +7,8 @@ hosts from `scontrol show hostnames`, the machine rank from SLURM_NODEID, and st
 --resume` on each training node under `srun --kill-on-bad-exit`: the first launch finds no checkpoint and starts at
 step 0, a requeued one (`#SBATCH --requeue`) continues from the newest complete checkpoint. Machine 0 owns the run
 directory (on a filesystem the nodes share); the other machines join it (train.api, train.rundir.wait_for_run).
+Each training node's `openrs train` bills its own GPUs; the vLLM server runs under `openrs cost track`, which bills
+the server node's GPUs into the same run's ledgers (unless --no-cost), so `openrs cost summary RUN` counts every node.
 
     openrs train exp3 --slurm --nodes 3 --gpus-per-node 4 --dry-run     # the script on stdout, the plan on stderr
 """
@@ -126,9 +128,10 @@ def openrs_argv() -> list[str]:
 
 def sbatch_script(*, recipe_name: str, run_dir: str, workdir: str, shape: SlurmShape, layout: Layout,
                   train_argv: list[str], vllm_argv: list[str] | None = None, vllm_env: dict | None = None,
-                  vllm_gpus: int = 1, header: str = "") -> str:
+                  vllm_gpus: int = 1, track_argv: list[str] | None = None, header: str = "") -> str:
     """The job script's text (pure). `train_argv` is `openrs train <run>/recipe.yaml --run-dir <run> --resume ...`
-    without the multi-machine options, which the script adds per node; `vllm_argv` is the server command."""
+    without the multi-machine options, which the script adds per node; `vllm_argv` is the server command;
+    `track_argv` (`openrs cost track --run-dir <run> --kind vllm-server`) runs it, billing the node's GPUs."""
     q = shlex.quote
     rd, m = run_dir, layout.train_nodes
     sb = [f"--job-name=openrs-{recipe_name}", f"--nodes={layout.nodes}", "--ntasks-per-node=1", "--exclusive",
@@ -158,10 +161,12 @@ def sbatch_script(*, recipe_name: str, run_dir: str, workdir: str, shape: SlurmS
                   'echo "openrs: job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0}: training on $TRAIN_NODES '
                   f'(main process $MAIN_HOST:{MAIN_PORT}), vLLM server on $VLLM_HOST:{VLLM_PORT}"',
                   f"mkdir -p {q(rd + '/logs')}",
-                  "# the vLLM server: machine 0's trainer (TRL's client) waits for its /health",
+                  "# the vLLM server" + (", billed by `openrs cost track`" if track_argv else "")
+                  + ": machine 0's trainer (TRL's client) waits for its /health",
                   "srun --nodes=1 --ntasks=1 --nodelist=\"$VLLM_HOST\" --kill-on-bad-exit=1 "
                   + (f"--gres=gpu:{vllm_gpus} " if layout.gpus_per_node else "")
                   + (f"env {' '.join(f'{k}={q(v)}' for k, v in (vllm_env or {}).items())} " if vllm_env else "")
+                  + (shlex.join([*track_argv, "--"]) + " " if track_argv else "")
                   + shlex.join(vllm_argv or []) + f" >> {q(rd + '/logs/vllm-serve.log')} 2>&1 &",
                   "VLLM_STEP=$!"]
         multi += ['--vllm-server', f'"$VLLM_HOST:{VLLM_PORT}:{GROUP_PORT}"']
@@ -263,7 +268,9 @@ def slurm_job(recipe: str, overrides: list[str] | None = None, *, shape: SlurmSh
                         *layout.notes])
     script = sbatch_script(recipe_name=base.name, run_dir=str(rd), workdir=str(Path.cwd()), shape=shape,
                            layout=layout, train_argv=train_argv, vllm_argv=vllm_argv, vllm_env=vllm_env,
-                           vllm_gpus=base.launch.vllm_gpus, header=header)
+                           vllm_gpus=base.launch.vllm_gpus, header=header,
+                           track_argv=[*openrs_argv(), "cost", "track", "--run-dir", str(rd), "--kind", "vllm-server"]
+                           if cost else None)
     job = SlurmJob(script, layout, result)
     if dry_run:
         return job

@@ -78,3 +78,25 @@ def test_cli_protocol_sober_records_its_values_and_ten_seeds(tiny_model_dir, tmp
     assert env["protocol"] == "sober" and env["batch_size"] and env["data_sha256"]["aime24"]
     r = run_openrs("eval", "protocols", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["sober"]["samples"]["aime24"] == 10
+
+
+def test_compare_with_several_seeds_resamples_problems_and_seeds():
+    """Two runs of 10 seeds on 30 problems: the two-level bootstrap (problems x seeds) is wider than the
+    problem-level one on the per-problem means, and with one sample per problem it falls back to problems."""
+    import random
+
+    from openrs_cli.evaluate.scoring import compare_results
+
+    rng = random.Random(0)
+    pa = {f"p{i}": [c, 10] for i in range(30) for c in [rng.randint(0, 10)]}
+    pb = {f"p{i}": [max(0, min(10, pa[f"p{i}"][0] + rng.randint(-3, 2))), 10] for i in range(30)}
+    a = {"label": "a", "tasks": {"aime24": {"per_problem": pa}}}
+    b = {"label": "b", "tasks": {"aime24": {"per_problem": pb}}}
+    two = compare_results(a, b)["aime24"]
+    one = metrics.paired_bootstrap([v[0] / 10 for v in pa.values()], [v[0] / 10 for v in pb.values()])
+    assert two["levels"] == "problems x seeds" and two["diff"] == pytest.approx(one["diff"])
+    assert two["ci95"][1] - two["ci95"][0] > one["ci95"][1] - one["ci95"][0]
+    single = {k: [int(v[0] >= 5), 1] for k, v in pa.items()}
+    res = compare_results({"label": "a", "tasks": {"aime24": {"per_problem": single}}},
+                          {"label": "b", "tasks": {"aime24": {"per_problem": single}}})["aime24"]
+    assert res["levels"] == "problems" and res["diff"] == 0

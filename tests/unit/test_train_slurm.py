@@ -36,6 +36,12 @@ def test_exp3_three_nodes_dry_run_prints_only_the_script(cli, tmp_path):
     vllm = next(x for x in lines if "vllm-serve" in x)
     assert vllm.startswith('srun --nodes=1 --ntasks=1 --nodelist="$VLLM_HOST" --kill-on-bad-exit=1 --gres=gpu:1 ')
     assert "--host 0.0.0.0 --port 8000" in vllm and vllm.endswith("&")  # reachable from the training nodes
+    # the vLLM step runs under `openrs cost track`, which bills the server node's GPUs into the run's ledger
+    openrs = step_exe = next(x for x in lines if x.startswith("srun --nodes=2")).split("bash -c 'exec ")[1].split()[0]
+    assert f" {openrs} cost track --run-dir {rd} --kind vllm-server -- " in vllm, vllm
+    assert vllm.index(" cost track ") < vllm.index("/trl vllm-serve ") and step_exe.endswith("openrs")
+    assert "# the vLLM server, billed by `openrs cost track`: machine 0's trainer (TRL's client) waits for its " \
+        "/health" in lines
     step = next(x for x in lines if x.startswith("srun --nodes=2"))
     assert '--nodelist="$TRAIN_NODES" --kill-on-bad-exit=1 --gres=gpu:4' in step
     for want in [f"train {rd}/recipe.yaml --run-dir {rd} --resume", "--num-machines 2",
@@ -48,6 +54,14 @@ def test_exp3_three_nodes_dry_run_prints_only_the_script(cli, tmp_path):
             in err)
     assert "--num_processes 8 --num_machines 2" in err  # machine 0's accelerate command, 2 nodes x 4 ranks
     assert not rd.exists()  # a dry run writes nothing
+
+
+def test_without_cost_accounting_the_vllm_step_is_not_tracked(tmp_path):
+    job = slurm_job("exp3", shape=SlurmShape(nodes=3, gpus_per_node=4), run_dir=tmp_path / "r", dry_run=True,
+                    cost=False)
+    vllm = next(x for x in job.script.splitlines() if "vllm-serve" in x)
+    assert "cost track" not in job.script and "/trl vllm-serve " in vllm
+    assert subprocess.run(["bash", "-n"], input=job.script, text=True).returncode == 0
 
 
 def test_the_suggested_override_restores_the_recipes_global_batch():
