@@ -40,6 +40,8 @@ RECORD_TYPES: dict[str, RecordType] = {r.kind: r for r in (
                "the settings and fingerprints an eval directory's samples were made with"),
     RecordType("ledger", 1, "<run or eval>/cost/ledger-<host>-<pid>.jsonl", ("record",),
                "cost samples: run_start, interval, window, run_end"),
+    RecordType("selection", 1, "<run>/select/selection.json", ("rule", "candidates", "chosen", "looked_at"),
+               "checkpoints scored on the validation split, and the one the rule chose"),
     RecordType("data_manifest", 1, "<data>/manifest.json", ("rows", "content_sha256"), "what a data build wrote"),
     RecordType("doctor", 1, "openrs doctor --json", (), "the environment openrs found"),
 )}

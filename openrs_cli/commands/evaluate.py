@@ -116,6 +116,49 @@ def protocols_cmd(as_json: JsonOpt = False) -> None:
     console.print(t)
 
 
+@app.command("select")
+def select_cmd(
+    run: Path = typer.Argument(..., help="A run directory from `openrs train` (its checkpoints and final/)."),
+    samples: int = typer.Option(4, "--samples", "-k", help="Samples per validation problem."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N validation problems."),
+    max_new_tokens: int = typer.Option(4096, "--max-new-tokens", help="Generation budget per sample."),
+    temperature: float = typer.Option(0.6, "--temperature"),
+    top_p: float = typer.Option(0.95, "--top-p"),
+    seed: int = typer.Option(1234, "--seed"),
+    backend: str = typer.Option("auto", "--backend", help="auto, transformers, vllm."),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    no_cost: bool = typer.Option(False, "--no-cost", help="Do not record cost ledgers."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Choose a run's checkpoint on the validation split (carved from the training data, decontaminated against
+    the five test sets), never on a test set; writes RUN/select/selection.json."""
+    from openrs_cli.evaluate.select import RULE, select
+
+    with _progress("validating") as update:
+        sel = select(run, samples=samples, limit=limit, max_new_tokens=max_new_tokens, temperature=temperature,
+                     top_p=top_p, seed=seed, backend=backend, batch_size=batch_size, cost=not no_cost,
+                     on_progress=update)
+    if as_json:
+        print_json(sel)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{escape(str(run))}: checkpoints on the validation split")
+    for col in ("checkpoint", "step", "problems", "k", "pass@1", "95% CI"):
+        t.add_column(col, justify="left" if col == "checkpoint" else "right")
+    for c in sel["candidates"]:
+        ci = c.get("ci95")
+        mark = " (chosen)" if c["checkpoint"] == sel["chosen"]["checkpoint"] else ""
+        t.add_row(escape(c["checkpoint"]) + mark, str(c["step"] if c["step"] is not None else "-"),
+                  str(c["n_problems"]), str(c["samples"]), _pct(c["pass@1"]),
+                  f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "-")
+    console.print(t)
+    console.print(f"rule: {RULE}", highlight=False, soft_wrap=True)
+    console.print(f"chosen: {escape(sel['chosen']['model'])}; evaluate it on the test sets with `openrs eval "
+                  f"--model {escape(sel['chosen']['model'])}` (wrote {escape(str(Path(run) / 'select'))}/"
+                  f"selection.json)", highlight=False, soft_wrap=True)
+
+
 @app.command("score")
 def score(
     file: Path = typer.Argument(..., help="generations.jsonl, or any JSONL of {id, completion, sample?}."),

@@ -19,7 +19,13 @@ FILES = {
     "minerva": "minerva.jsonl",
     "olympiadbench": "olympiadbench.jsonl",
     "train-sample": "train-sample-deepscaler.jsonl",
+    "validation": "validation.jsonl",  # checkpoint selection: carved from train-sample, decontaminated
 }
+
+
+def validation_ids() -> set[str]:
+    """The train-sample rows the validation split was carved from (never trained on as `bundled:train-sample`)."""
+    return {r["meta"]["train_sample_id"] for r in load("validation")}
 
 
 def expected_sha256() -> dict[str, str]:

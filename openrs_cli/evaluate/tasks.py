@@ -59,10 +59,16 @@ TASKS: dict[str, TaskSpec] = {
     ]
 }
 ALIASES = {"math500": "math_500", "math-500": "math_500", "olympiad_bench": "olympiadbench"}
+# Not a benchmark: the held-out split `openrs eval select` picks checkpoints on (evalsets/data/SOURCES.md). Never
+# part of `--tasks all`, of an average, or of the report's tables.
+VALIDATION = TaskSpec("validation", 1, "validation", "answer", "latex", "", "", "problem", "answer", 100,
+                      wrap_gold=True)
 
 
 def get_task(name: str) -> TaskSpec:
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key == VALIDATION.name:
+        return VALIDATION
     if key not in TASKS:
         raise TaskError(f"unknown task '{name}'; valid tasks: {', '.join(TASKS)}")
     return TASKS[key]

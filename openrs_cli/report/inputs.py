@@ -124,6 +124,35 @@ def _run_of(model: str, results_path: Path) -> Path | None:
     return None
 
 
+def _selected(results: list[UserResult], notes: list[str]) -> UserResult | None:
+    """The result of the checkpoint `openrs eval select` chose for this series' run (RUN/select/selection.json),
+    when the run has one and that checkpoint was evaluated on the test sets; else None (with a note)."""
+    run_dir = next((r.run_dir for r in results if r.run_dir), None)
+    if run_dir is None:
+        return None
+    from openrs_cli.evaluate.select import load_selection
+
+    try:
+        sel = load_selection(run_dir)
+    except OpenrsError as e:
+        notes.append(str(e))
+        return None
+    if not sel:
+        return None
+    want = Path(str(sel["chosen"].get("model", ""))).resolve()
+    step = sel["chosen"].get("step")
+    for r in results:
+        if Path(r.model).exists() and Path(r.model).resolve() == want:
+            return r
+    for r in results:
+        if step is not None and r.step == step:
+            return r
+    notes.append(f"{show_path(run_dir)}: `openrs eval select` chose {sel['chosen'].get('checkpoint')}, which has no "
+                 f"test-set eval here; evaluate it with `openrs eval --model {sel['chosen'].get('model')}` "
+                 f"(the row shows another checkpoint)")
+    return None
+
+
 def load_result(path: Path) -> UserResult:
     """Read one results.json written by `openrs eval` (kind "results"); bad files raise OpenrsError."""
     where = show_path(path)
@@ -309,10 +338,14 @@ def collect(results_paths: list[Path], runs_paths: list[Path]) -> UserData:
     for name, results in by_series.items():
         results.sort(key=lambda r: (r.step is None, r.step or 0))
         chosen = results[-1]  # the final model if evaluated, else the highest step
+        picked = _selected(results, out.notes)  # ... unless `openrs eval select` chose one on validation data
+        chosen = picked or chosen
         if not chosen.scores:
             out.notes.append(f"{show_path(chosen.path)}: none of its tasks is a Table 2 benchmark; not in the table")
             continue
         title = name if len(results) == 1 else f"{name} ({'final' if chosen.step is None else f'step {chosen.step}'})"
+        if picked is not None:
+            title += " [selected on validation]"
         if chosen.partial:  # a --limit eval is not a benchmark score: marked, and never averaged
             title += " [subset]"
             out.notes.append(f"{title}: scored on a subset of the benchmark ("

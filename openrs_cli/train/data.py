@@ -34,7 +34,9 @@ def load_rows(spec: DatasetSpec):
     if ident.startswith("bundled:"):
         from openrs_cli import evalsets
 
-        rows = [{k: v for k, v in r.items() if k != "meta"} for r in evalsets.load(ident.split(":", 1)[1])]
+        name = ident.split(":", 1)[1]
+        held_out = evalsets.validation_ids() if name == "train-sample" else set()  # `openrs eval select`'s split
+        rows = [{k: v for k, v in r.items() if k != "meta"} for r in evalsets.load(name) if r["id"] not in held_out]
         ds = datasets.Dataset.from_list(rows)
     elif Path(ident).exists():
         p = Path(ident)

@@ -264,3 +264,26 @@ def test_report_shows_where_each_of_your_scores_came_from(tmp_path, cli):
     md = (tmp_path / "rep" / "report.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("- mine: "))
     assert "transformers" in line and "CPU" in line and "float32" in line and "protocol sober" in line
+
+
+def test_report_shows_the_checkpoint_chosen_on_validation(tmp_path, monkeypatch):
+    """With RUN/select/selection.json the run's row is the chosen checkpoint's test scores, not the last one's."""
+    from openrs_cli.files import write_json_atomic
+    from openrs_cli.report.inputs import collect
+    from openrs_cli.schema import record
+
+    monkeypatch.chdir(tmp_path)
+    run = Path("runs/grpo-a")
+    for s in (10, 20):
+        (run / f"checkpoint-{s}").mkdir(parents=True)
+    (run / "recipe.yaml").write_text("# openrs resolved recipe: kind=recipe\nname: grpo-a\n")
+    write_results(Path("evals/c10/results.json"), str(run / "checkpoint-10"), {"aime24": task(0.4)})
+    write_results(Path("evals/c20/results.json"), str(run / "checkpoint-20"), {"aime24": task(0.2)})
+    rows = collect([Path("evals")], []).rows
+    assert [r.model for r in rows] == ["grpo-a (step 20)"]  # without a selection: the last checkpoint
+    chosen = {"checkpoint": "checkpoint-10", "step": 10, "model": str(run / "checkpoint-10"), "pass@1": 0.3}
+    write_json_atomic(run / "select" / "selection.json",
+                      record("selection", rule="r", candidates=[chosen], chosen=chosen, looked_at=[]))
+    rows = collect([Path("evals")], []).rows
+    assert [r.model for r in rows] == ["grpo-a (step 10) [selected on validation]"]
+    assert rows[0].scores["aime24"].mean == pytest.approx(40.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import subprocess
 
 import pytest
@@ -14,7 +15,7 @@ from openrs_cli.recipes import load_recipe
 from openrs_cli.train import rundir
 from openrs_cli.train.api import train
 from openrs_cli.train.launch import MultiNode, place, plan_launch
-from openrs_cli.train.slurm import SlurmShape, job_layout, parse_vllm_server, slurm_job
+from openrs_cli.train.slurm import SlurmShape, job_layout, openrs_argv, parse_vllm_server, slurm_job
 
 
 def test_exp3_three_nodes_dry_run_prints_only_the_script(cli, tmp_path):
@@ -37,9 +38,9 @@ def test_exp3_three_nodes_dry_run_prints_only_the_script(cli, tmp_path):
     assert vllm.startswith('srun --nodes=1 --ntasks=1 --nodelist="$VLLM_HOST" --kill-on-bad-exit=1 --gres=gpu:1 ')
     assert "--host 0.0.0.0 --port 8000" in vllm and vllm.endswith("&")  # reachable from the training nodes
     # the vLLM step runs under `openrs cost track`, which bills the server node's GPUs into the run's ledger
-    openrs = step_exe = next(x for x in lines if x.startswith("srun --nodes=2")).split("bash -c 'exec ")[1].split()[0]
+    openrs = shlex.join(openrs_argv())  # the executable the training nodes' `openrs train` uses
     assert f" {openrs} cost track --run-dir {rd} --kind vllm-server -- " in vllm, vllm
-    assert vllm.index(" cost track ") < vllm.index("/trl vllm-serve ") and step_exe.endswith("openrs")
+    assert vllm.index(" cost track ") < vllm.index("/trl vllm-serve ")
     assert "# the vLLM server, billed by `openrs cost track`: machine 0's trainer (TRL's client) waits for its " \
         "/health" in lines
     step = next(x for x in lines if x.startswith("srun --nodes=2"))
