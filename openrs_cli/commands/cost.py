@@ -74,6 +74,23 @@ def _print_run(r: dict) -> None:
         console.print(f"  {k:<11} {v}", highlight=False)
 
 
+def _print_search(s: dict) -> None:
+    """The chosen checkpoint's cost beside the whole search's (`openrs eval select`)."""
+    from rich.table import Table
+
+    t = Table(title=f"the search behind {escape(str(s['chosen_checkpoint']))} (chosen on validation)")
+    for col in ("part", "GPU-hours", "energy", "cost"):
+        t.add_column(col, justify="left" if col == "part" else "right")
+    rows = [(f"training to step {s['chosen_step']} (chosen)", s["chosen"]),
+            ("training past it", s["trained_past_chosen"]),
+            (f"validation evals ({s['selection_evals_count']} checkpoints)", s["selection_evals"]),
+            ("whole search", s["whole_search"])]
+    for name, v in rows:
+        t.add_row(name, _num(v.get("gpu_hours"), "{:,.2f}", "-"), _num(v.get("energy_kwh"), "{:,.3f} kWh", "-"),
+                  _money(v.get("cost_usd")))
+    console.print(t)
+
+
 def _print_paper(rows: list[dict], label: str, total: dict | None) -> None:
     from rich.table import Table
 
@@ -110,6 +127,10 @@ def summary(
                   "paper": paper_table(table), "warnings": []}
     else:
         result = summarize_runs(dirs, table)
+        from openrs_cli.cost.summary import search_cost
+
+        result["search"] = {str(d): s for d in dirs if (s := search_cost(d, table)) is not None}
+        result["warnings"] += [w for s in result["search"].values() for w in s["warnings"]]
     if as_json:
         print_json(result)
         return
@@ -119,6 +140,8 @@ def summary(
         console.print("No run directories given and none with a cost ledger under runs/; showing the paper's table.")
     for r in result["runs"]:
         _print_run(r)
+        if (s := result.get("search", {}).get(r["run_dir"])) is not None:
+            _print_search(s)
     if len(result["runs"]) > 1:
         t = result["total"]
         console.print(f"[bold]total[/] ({t['runs']} runs): wall {_dur(t['wall_s'])}, GPU-hours "

@@ -240,3 +240,83 @@ def summarize_runs(run_dirs, prices: PriceTable | None = None) -> dict:
         "paper": paper_table(prices),
         "warnings": [w for r in runs for w in r["warnings"]],
     }
+
+
+def clip_records(records: list[dict], cut_ts: float) -> list[dict]:
+    """The ledger records as if the run had stopped at `cut_ts`: later records dropped, an interval or window
+    that spans the cut kept pro rata (its additive GPU figures scaled by the share before the cut)."""
+    out = []
+    for r in records:
+        if r.get("record") == "run_start":
+            if r["start_ts"] < cut_ts:
+                out.append(r)
+            continue
+        if r.get("record") not in ("interval", "window", "run_end"):
+            continue
+        start, end = float(r.get("start_ts", r.get("end_ts", 0))), float(r["end_ts"])
+        if start >= cut_ts:
+            continue
+        if end <= cut_ts:
+            out.append(r)
+            continue
+        if r.get("record") == "run_end":
+            continue
+        share = (cut_ts - start) / (end - start) if end > start else 0.0
+        piece = {**r, "end_ts": cut_ts}
+        if r.get("record") == "interval":
+            piece["gpus"] = [{**g, **{k: g[k] * share for k in _ADDITIVE if isinstance(g.get(k), int | float)}}
+                             for g in r.get("gpus", [])]
+        out.append(piece)
+    return out
+
+
+def search_cost(run_dir, prices: PriceTable | None = None) -> dict | None:
+    """The chosen checkpoint's cost beside the whole search's, for a run `openrs eval select` chose on: training up
+    to the end of the chosen step (its `train_step` window in the ledgers), the steps trained past it, and the
+    validation evals of every checkpoint (RUN/select/*/cost). None without RUN/select/selection.json."""
+    from openrs_cli.evaluate.select import load_selection
+
+    sel = load_selection(run_dir)
+    if sel is None:
+        return None
+    prices = prices or load_prices()
+    warnings: list[str] = []
+    records = load_run_records(run_dir, warnings)
+    full = summarize_records(records, prices, str(run_dir))
+    step = sel["chosen"].get("step")
+    ends = [r["end_ts"] for r in records if r.get("record") == "window" and r.get("name") == "train_step"
+            and r.get("step") == step]
+    if step is not None and ends:
+        chosen = summarize_records(clip_records(records, max(ends)), prices, str(run_dir))
+    else:  # no step windows (an old ledger) or the final model: the whole run
+        chosen = full
+        if step is not None:
+            warnings.append(f"{run_dir}: no train_step window for step {step} in the ledgers; the chosen "
+                            f"checkpoint is billed the whole run")
+    evals = []
+    for d in sorted(Path(run_dir, "select").glob("*/cost")):
+        try:
+            evals.append(summarize_run(d.parent, prices))
+        except LedgerError as e:
+            warnings.append(str(e))
+
+    def add(*parts):
+        def one(key):
+            vals = [p.get(key) for p in parts]
+            return None if any(v is None for v in vals) else sum(vals)
+        return {k: one(k) for k in ("gpu_hours", "energy_kwh", "cost_usd", "wall_s")}
+
+    def part(s):
+        return {k: s.get(k) for k in ("gpu_hours", "energy_kwh", "cost_usd", "wall_s")}
+
+    past = {k: (None if full.get(k) is None or chosen.get(k) is None else max(0.0, full[k] - chosen[k]))
+            for k in ("gpu_hours", "energy_kwh", "cost_usd", "wall_s")}
+    return {
+        "chosen_checkpoint": sel["chosen"].get("checkpoint"), "chosen_step": step,
+        "chosen": part(chosen),  # training up to the chosen checkpoint
+        "trained_past_chosen": past,
+        "selection_evals": add(*evals) if evals else add(),
+        "whole_search": add(full, *evals),
+        "selection_evals_count": len(evals),
+        "warnings": warnings,
+    }

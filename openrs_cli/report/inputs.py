@@ -59,6 +59,7 @@ class UserRun:
     metrics: list[dict]
     recipe: dict
     cost: dict | None
+    search: dict | None = None  # the chosen checkpoint's cost beside the whole search's (cost.summary.search_cost)
 
 
 @dataclass
@@ -241,8 +242,17 @@ def load_run(path: Path, notes: list[str]) -> UserRun:
             recipe = yaml.safe_load((path / "recipe.yaml").read_text(encoding="utf-8")) or {}
         except yaml.YAMLError:
             notes.append(f"{show_path(path)}/recipe.yaml: not valid YAML; base model and data left blank")
+    cost = _cost_summary(path, notes)
+    search = None
+    if cost is not None and (path / "select").is_dir():
+        from openrs_cli.cost.summary import search_cost
+
+        try:
+            search = search_cost(path)
+        except OpenrsError as e:
+            notes.append(f"{show_path(path)}: no search cost ({e})")
     return UserRun(path=path, name=path.name, metrics=_read_metrics(path / "metrics.jsonl", notes),
-                   recipe=recipe if isinstance(recipe, dict) else {}, cost=_cost_summary(path, notes))
+                   recipe=recipe if isinstance(recipe, dict) else {}, cost=cost, search=search)
 
 
 def size_b(*names: str, model_dir: Path | None = None) -> float | None:
@@ -283,6 +293,23 @@ def _cost_note(run: UserRun | None) -> str:
     return f"its run {run.name} has no price for its GPU (see `openrs cost prices`)"
 
 
+def _cost_rows(run: UserRun) -> list[CostRow]:
+    """The run's Tables 3/4 row; after `openrs eval select`, its chosen checkpoint's and the whole search's too."""
+    row = _cost_row(run)
+    s = run.search
+    if not s:
+        return [row]
+    import dataclasses
+
+    def part(label: str, v: dict) -> CostRow:
+        wall = v.get("wall_s")
+        return dataclasses.replace(row, model=f"{run.name} ({label})", hours=wall / 3600 if wall else None,
+                                   gpu_hours=v.get("gpu_hours"), cost_usd=v.get("cost_usd"))
+
+    return [part(f"chosen: training to step {s['chosen_step']}", s["chosen"]),
+            part("whole search: every step trained and every validation eval", s["whole_search"])]
+
+
 def _cost_row(run: UserRun) -> CostRow:
     r, c = run.recipe, run.cost or {}
     ds, gen = r.get("dataset") or {}, r.get("generation") or {}
@@ -313,6 +340,8 @@ def collect(results_paths: list[Path], runs_paths: list[Path]) -> UserData:
             continue
         seen.add(f.resolve())
         res = load_result(f)
+        if not res.scores and f.parent.parent.name == "select":  # `openrs eval select`'s validation evals
+            continue
         key = (res.series, res.step)
         if key in merged:  # same model and step evaluated in parts: merge tasks, newer file wins per task
             old = merged[key]
@@ -331,7 +360,7 @@ def collect(results_paths: list[Path], runs_paths: list[Path]) -> UserData:
             run.name = f"{run.path.parent.name}/{run.name}"
         names.add(run.name)
     out.runs = list(runs.values())
-    out.cost_rows = [_cost_row(r) for r in out.runs if r.cost or r.recipe]
+    out.cost_rows = [row for r in out.runs if r.cost or r.recipe for row in _cost_rows(r)]
     by_series: dict[str, list[UserResult]] = {}
     for res in merged.values():
         by_series.setdefault(res.series, []).append(res)

@@ -115,3 +115,50 @@ def test_cli_select_on_a_tiny_run(tmp_path, tiny_model_dir):
     sel = json.loads((run / "select" / "selection.json").read_text())
     assert sel["kind"] == "selection" and sel["chosen"]["checkpoint"] in ("checkpoint-2", "checkpoint-4")
     assert "chosen:" in r.stdout and "rule: highest validation pass@1" in r.stdout
+
+
+def test_whole_search_cost_rows_come_from_the_ledgers(tmp_path, cli):
+    """4 A40s train 4 steps of 1 h each; select chose step 2; two validation evals of 0.5 h on one A40 each. From
+    the ledgers: 8 GPU-h up to the chosen step, 8 past it, 1 for the evals, 17 in all ($0.44/GPU-h)."""
+    from openrs_cli.cost import FakeBackend, FakeClock, FakeDevice, open_monitor
+    from openrs_cli.cost.summary import search_cost
+    from openrs_cli.files import write_json_atomic
+    from openrs_cli.schema import record
+
+    run = fake_run(tmp_path, steps=(2, 4))
+    clock = FakeClock()
+    mon = open_monitor(run, kind="train", backend=FakeBackend([FakeDevice(name="NVIDIA A40") for _ in range(4)],
+                                                               clock=clock), clock=clock, interval_s=60,
+                       heartbeat_s=600, thread=False)
+    for step in range(1, 5):
+        mon.begin_window("train_step", phase=True, step=step)
+        for _ in range(60):
+            clock.advance(60)
+            mon.tick()
+        mon.end_window("train_step")
+    mon.close()
+    for name in ("checkpoint-2", "checkpoint-4"):
+        c = FakeClock()
+        m = open_monitor(run / "select" / name, kind="eval", clock=c, interval_s=60, heartbeat_s=600, thread=False,
+                         backend=FakeBackend([FakeDevice(name="NVIDIA A40", uuid=f"GPU-{name}")], clock=c))
+        for _ in range(30):
+            c.advance(60)
+            m.tick()
+        m.close()
+    chosen = {"checkpoint": "checkpoint-2", "step": 2, "model": str(run / "checkpoint-2"), "pass@1": 0.5}
+    write_json_atomic(run / "select" / "selection.json",
+                      record("selection", rule="r", candidates=[chosen], chosen=chosen, looked_at=[]))
+    s = search_cost(run)
+    assert s["chosen"]["gpu_hours"] == pytest.approx(8.0) and s["trained_past_chosen"]["gpu_hours"] == pytest.approx(8.0)
+    assert s["selection_evals"]["gpu_hours"] == pytest.approx(1.0) and s["selection_evals_count"] == 2
+    assert s["whole_search"]["gpu_hours"] == pytest.approx(17.0)
+    assert s["whole_search"]["cost_usd"] == pytest.approx(17 * 0.44) and s["chosen"]["cost_usd"] == pytest.approx(8 * 0.44)
+    code, out, err = cli("cost", "summary", str(run))
+    assert code == 0, err
+    assert "the search behind checkpoint-2" in out and "training past it" in out and "whole search" in out
+    assert "17.00" in out and "$7.48" in out
+    from openrs_cli.report.inputs import collect
+
+    rows = {r.model: r for r in collect([], [run]).cost_rows}  # the report's Tables 3/4 rows, from the same ledgers
+    assert rows["r (chosen: training to step 2)"].gpu_hours == pytest.approx(8.0)
+    assert rows["r (whole search: every step trained and every validation eval)"].gpu_hours == pytest.approx(17.0)
