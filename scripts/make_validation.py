@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 from openrs_cli import evalsets
 from openrs_cli.data.decontam import EvalIndex

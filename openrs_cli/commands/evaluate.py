@@ -55,6 +55,18 @@ def main(
     fresh: bool = typer.Option(False, "--fresh", help="Discard the output dir's samples (e.g. made with other "
                                "weights of the model) and start over."),
     no_cost: bool = typer.Option(False, "--no-cost", help="Do not record a cost ledger."),
+    shard: str = typer.Option(None, "--shard", help="i/N: only every N-th problem from the i-th (what a Slurm "
+                              "array task runs)."),
+    slurm: bool = typer.Option(False, "--slurm", help="Write a Slurm job array (one task per benchmark x shard) "
+                               "and its merge job into the output dir, and print the array script."),
+    shards: int = typer.Option(1, "--shards", help="--slurm: shards of each benchmark's problems."),
+    gpus_per_task: int = typer.Option(0, "--gpus-per-task", help="--slurm: GPUs per array task (#SBATCH --gres)."),
+    partition: str = typer.Option(None, "--partition", help="--slurm: #SBATCH --partition"),
+    time_limit: str = typer.Option(None, "--time", help="--slurm: #SBATCH --time, e.g. 04:00:00"),
+    account: str = typer.Option(None, "--account", help="--slurm: #SBATCH --account"),
+    sbatch_arg: list[str] = typer.Option(None, "--sbatch-arg", help="--slurm: one more #SBATCH line (repeatable)"),
+    submit: bool = typer.Option(False, "--submit", help="--slurm: also sbatch the array and the merge job."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="--slurm: print the scripts only; write nothing."),
     as_json: JsonOpt = False,
 ) -> None:
     """Run `openrs eval --model M --tasks aime24,amc23`; reruns of the same command resume."""
@@ -79,7 +91,20 @@ def main(
                      backend=backend, batch_size=batch_size, data=data, out_dir=str(out) if out else None,
                      cost=not no_cost, engine=engine, data_parallel=data_parallel,
                      max_model_len=max_model_len, fresh=fresh, samples_per_task=p.samples_per_task,
-                     protocol=p.record())
+                     protocol=p.record(), shard=shard)
+    if slurm or submit or dry_run:
+        if not slurm:
+            raise typer.BadParameter("--submit and --dry-run go with --slurm", param_hint="--slurm")
+        given = {"--model": model, "--revision": revision, "--label": label, "--protocol": protocol,
+                 "--samples": samples, "--limit": limit, "--max-new-tokens": max_new_tokens,
+                 "--temperature": temperature, "--top-p": top_p, "--seed": seed, "--backend": backend,
+                 "--batch-size": batch_size, "--data": data, "--data-parallel": data_parallel,
+                 "--max-model-len": max_model_len}
+        argv = ["eval", *[x for k, v in given.items() if v is not None for x in (k, str(v))]]
+        argv += ["--no-cost"] if no_cost else []
+        _slurm(cfg, argv, shards=shards, gpus=gpus_per_task, partition=partition, time=time_limit,
+               account=account, sbatch_args=tuple(sbatch_arg or ()), dry_run=dry_run, submit=submit)
+        return
     from openrs_cli.errors import Interrupted
 
     try:
@@ -93,6 +118,42 @@ def main(
     _print_table(res["tasks"], res["average"], title=f"{res['label']} ({res['backend']})")
     console.print(f"wrote {escape(res['out_dir'])}/results.json and generations.jsonl "
                   f"({res['wall_time_s']:.1f} s)", highlight=False)
+
+
+def _slurm(cfg, argv: list[str], *, dry_run: bool, submit: bool, **kw) -> None:
+    import shlex
+    import sys
+
+    from openrs_cli.evaluate.slurm import eval_job
+
+    job = eval_job(cfg, argv, dry_run=dry_run, submit_job=submit,
+                   command_line=" ".join(shlex.quote(a) for a in ["openrs", *sys.argv[1:]]), **kw)
+    if dry_run:
+        typer.echo(job.array, nl=False)
+        err_console.print(f"(dry run: nothing written; the merge job runs `openrs eval merge {escape(str(job.out_dir))}`"
+                          f" after the array)", highlight=False, soft_wrap=True)
+        return
+    console.print(escape(job.array), highlight=False, soft_wrap=True, end="")
+    console.print(f"wrote {escape(str(job.array_path))} and {escape(str(job.merge_path))}"
+                  + (f"; submitted array job {job.array_id} and merge job {job.merge_id} (after it)" if job.array_id
+                     else f"; submit with: sbatch {escape(str(job.array_path))}, then sbatch "
+                          f"--dependency=afterok:<array job id> {escape(str(job.merge_path))}"),
+                  highlight=False, soft_wrap=True)
+
+
+@app.command("merge")
+def merge_cmd(out_dir: Path = typer.Argument(..., help="The output dir of an `openrs eval --slurm` run."),
+              as_json: JsonOpt = False) -> None:
+    """Gather a Slurm eval's shards into results.json and generations.jsonl, as one machine writes them."""
+    from openrs_cli.evaluate.slurm import merge
+
+    res = merge(out_dir)
+    if as_json:
+        print_json(res)
+        return
+    _print_table(res["tasks"], res["average"], title=f"{res['label']} ({res['backend']}, {len(res['merged_from'])} "
+                 f"shards)")
+    console.print(f"wrote {escape(str(out_dir))}/results.json and generations.jsonl", highlight=False)
 
 
 @app.command("protocols")

@@ -58,6 +58,7 @@ class EvalConfig:
     extra: dict = field(default_factory=dict)
     samples_per_task: dict[str, int] | None = None  # a protocol's samples per task (else `samples` for all)
     protocol: dict | None = None  # {"name", "source", "overrides"} of the named protocol these settings come from
+    shard: str | None = None  # "i/N": only problems i, i+N, i+2N, ... of each task (a Slurm array task)
 
     def samples_for(self, task: str) -> int:
         return int((self.samples_per_task or {}).get(task, self.samples))
@@ -88,6 +89,17 @@ def _ledger_path(out_dir: Path) -> str | None:
         return None
     mine = [p for p in found if p.name == f"ledger-{socket.gethostname()}.jsonl"]
     return str((mine or found)[0])
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/N' -> (i, N) with 0 <= i < N."""
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise OpenrsError(f"--shard {text}: give i/N, e.g. 0/4 (the first of 4 shards)") from None
+    if not 0 <= i < n:
+        raise OpenrsError(f"--shard {text}: i must be in 0..N-1 (got {i} of {n})")
+    return i, n
 
 
 def pending_work(datas: list[TaskData], samples, done: set[tuple[str, str, int]]) -> list[tuple]:
@@ -133,6 +145,9 @@ def run_eval(cfg: EvalConfig, on_progress: Callable[[dict], None] | None = None)
 
     cfg = dataclasses.replace(cfg, model=normalise_model(cfg.model))  # ./m, m/, a link to m: one model, one dir
     datas = [load_task(t, cfg.data, cfg.limit) for t in specs]
+    if cfg.shard is not None:
+        i, n = parse_shard(cfg.shard)
+        datas = [dataclasses.replace(td, problems=td.problems[i::n]) for td in datas]
     out_dir = Path(cfg.out_dir) if cfg.out_dir else store.default_out_dir(cfg.model, cfg.revision,
                                                                              [t.name for t in specs])
     store.check_out_dir(out_dir)
@@ -218,6 +233,16 @@ def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> 
         if monitor is not None:
             _safe(monitor.close, status)
     records, _ = store.read_generations(gen_path)
+    results = results_record(cfg, datas, records, backend=backend_name, fingerprint=fingerprint, context=context,
+                             environment=_environment(cfg, out_dir, backend_name, placement, engine_info, datas),
+                             wall_time_s=round(time.time() - t0, 3), out_dir=out_dir)
+    store.write_json_atomic(out_dir / store.RESULTS, results)
+    return results
+
+
+def results_record(cfg: EvalConfig, datas: list[TaskData], records: list[dict], *, backend: str, fingerprint,
+                   context, environment: dict, wall_time_s: float, out_dir: Path) -> dict:
+    """results.json from the generation records of `datas` (a one-machine run, or `openrs eval merge`'s shards)."""
     wanted = {(td.task.name, p.id) for td in datas for p in td.problems}
     records = [r for r in records if (r.get("task"), str(r["id"])) in wanted
                and int(r.get("sample", 0)) < cfg.samples_for(str(r.get("task")))]
@@ -227,13 +252,13 @@ def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> 
             tasks[td.task.name]["data_sha256"] = td.sha256
             tasks[td.task.name]["data_source"] = td.source
             tasks[td.task.name].update(td.coverage())
-    results = record(
+    return record(
         "results",
         model=cfg.model,
         revision=cfg.revision,
         model_fingerprint=fingerprint,
         label=cfg.label or store.model_name(cfg.model),
-        backend=backend_name,
+        backend=backend,
         engine=cfg.engine,
         sampling={"samples": cfg.samples, "temperature": cfg.temperature, "top_p": cfg.top_p,
                   "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit, "data": cfg.data,
@@ -242,15 +267,13 @@ def _run(cfg: EvalConfig, datas: list[TaskData], out_dir: Path, on_progress) -> 
         protocol=cfg.protocol,
         tasks=tasks,
         average=metrics.average(tasks),
-        environment=_environment(cfg, out_dir, backend_name, placement, engine_info, datas),
+        environment=environment,
         versions=_versions(),
-        wall_time_s=round(time.time() - t0, 3),
+        wall_time_s=wall_time_s,
         cost_ledger=_ledger_path(out_dir),
         out_dir=str(out_dir),
-        generations=str(gen_path),
+        generations=str(out_dir / store.GENERATIONS),
     )
-    store.write_json_atomic(out_dir / store.RESULTS, results)
-    return results
 
 
 def _environment(cfg, out_dir: Path, backend_name: str, placement, engine_info: dict, datas) -> dict:

@@ -113,3 +113,39 @@ def test_tiny_trains_through_sbatch_and_a_requeue_continues_from_its_checkpoint(
     steps = [json.loads(x)["step"] for x in (rd / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))  # steps after the checkpoint were redone once, none lost
     assert (rd / "final" / "config.json").is_file()
+
+
+def _strip(rec: dict) -> dict:
+    """A generation record without what differs between two runs of the same samples (time)."""
+    return {k: v for k, v in rec.items() if k not in ("time_utc",)}
+
+
+def test_an_eval_array_merges_to_the_one_machine_result(tmp_path, tiny_model_dir):
+    """`openrs eval --slurm --shards 2 --submit`: a 4-task array (2 benchmarks x 2 shards) and a merge job after it,
+    under the real Slurm; the merged results.json and generations equal one machine's with the same seeds."""
+    args = ["eval", "--model", str(tiny_model_dir), "--tasks", "aime24,amc23", "--limit", "3", "--samples", "2",
+            "--max-new-tokens", "8", "--backend", "transformers"]
+    arr = tmp_path / "arr"
+    r = run_openrs(*args, "--slurm", "--shards", "2", "--submit", "--out", str(arr), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"submitted array job (\d+) and merge job (\d+)", r.stdout)
+    assert m, r.stdout
+    info = _wait(m.group(2))
+    logs = "\n".join(p.read_text() for p in sorted((arr / "logs").glob("*.out")))
+    assert info["JobState"] == "COMPLETED", logs
+    for k in range(4):
+        assert _job(f"{m.group(1)}_{k}").get("JobState") == "COMPLETED"
+    one = tmp_path / "one"
+    r = run_openrs(*args, "--out", str(one), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = (json.loads((d / "results.json").read_text()) for d in (arr, one))
+    assert a["tasks"].keys() == b["tasks"].keys() == {"aime24", "amc23"}
+    for t in a["tasks"]:
+        for key in ("per_problem", "pass@1", "n_problems", "samples", "verdicts", "coverage", "ci95"):
+            assert a["tasks"][t][key] == b["tasks"][t][key], (t, key)
+    assert a["average"] == b["average"] and len(a["merged_from"]) == 4
+    ga, gb = ([_strip(json.loads(x)) for x in (d / "generations.jsonl").read_text().splitlines()] for d in (arr, one))
+    assert ga == gb  # the same samples, in the same order
+    assert len(list((arr / "cost").glob("ledger-*.jsonl"))) == 4  # every shard's ledger, for openrs cost summary
+    r = run_openrs("cost", "summary", str(arr))
+    assert r.returncode == 0, r.stderr
