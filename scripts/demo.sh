@@ -8,7 +8,7 @@ OPENRS=${OPENRS:-.venv/bin/openrs}
 DEMO_DIR=${DEMO_DIR:-demo}
 LIMIT=${DEMO_LIMIT:-5}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
-SAMPLE=openrs_cli/benchmarks/data/train-sample-deepscaler.jsonl
+SAMPLE=openrs_cli/evalsets/data/train-sample-deepscaler.jsonl
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

@@ -25,6 +25,8 @@ class Progress:
         self.p = self.task = self.ev = self.start = self._stop = None
         self.printed_at = None
         self._first_stage = True
+        self._stages = False  # stage mode: a stage shorter than interval_s prints nothing (a log of a failed
+        self._stage_lines = 0  # build stays its one error line); a longer one prints every interval_s and its end
 
     def __enter__(self):
         self._update = self._enter()
@@ -64,7 +66,8 @@ class Progress:
         if self.start is None:  # no line yet: a start that fails stays one error line
             self.start, self.printed_at = (now, ev.get("done", 0)), now
         self.ev = ev
-        if ev.get("done") == ev.get("total") or now - self.printed_at >= self.interval_s:
+        end = ev.get("done") == ev.get("total") and (not self._stages or self._stage_lines > 0)
+        if end or now - self.printed_at >= self.interval_s:
             self._print_line(now)
 
     def tick(self) -> None:
@@ -88,6 +91,7 @@ class Progress:
             line += f"  acc {100 * ev['accuracy']:.1f}%"
         err_console.print(line, highlight=False, soft_wrap=True, markup=False)
         self.printed_at = now
+        self._stage_lines += 1
 
     def _resumed(self, ev: dict) -> None:
         if ev.get("out_dir") and ev.get("done"):  # the first event of a resumed eval
@@ -97,8 +101,9 @@ class Progress:
 
     def stage(self, label: str, done: int, total: int | None) -> None:
         """Progress of one named stage: a new label starts a new line (a new bar on a terminal)."""
+        self._stages = True
         if label != self.what or self._first_stage:
-            self._first_stage = False
+            self._first_stage, self._stage_lines = False, 0
             if self.p is not None:
                 self.p.remove_task(self.task)  # the finished stage (or the placeholder) goes; a new bar starts
                 self.task = self.p.add_task(escape(label), total=total, info="")
