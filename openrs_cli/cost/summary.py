@@ -196,7 +196,7 @@ def _malformed(rec: dict) -> str | None:
 
 
 def summarize_run(run_dir, prices: PriceTable | None = None) -> dict:
-    """Summary of one run directory (contract: run_dir, wall_s, gpu_count, gpu_name, gpu_hours, busy_gpu_hours,
+    """Summary of one run directory (keys: run_dir, wall_s, gpu_count, gpu_name, gpu_hours, busy_gpu_hours,
     energy_kwh, cost_usd, phases, idle_share, plus status, hosts, util, by_gpu_type, warnings)."""
     warnings: list[str] = []
     records = load_run_records(run_dir, warnings)

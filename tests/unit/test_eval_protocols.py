@@ -100,3 +100,25 @@ def test_compare_with_several_seeds_resamples_problems_and_seeds():
     res = compare_results({"label": "a", "tasks": {"aime24": {"per_problem": single}}},
                           {"label": "b", "tasks": {"aime24": {"per_problem": single}}})["aime24"]
     assert res["levels"] == "problems" and res["diff"] == 0
+
+
+def test_results_json_carries_the_environment_on_a_fake_gpu_machine(tmp_path, monkeypatch):
+    """An eval through the runner on a machine whose NVML is the fake backend (2 x H200): results.json's
+    environment names the GPU the backend used, the driver, dtype and batch size, without touching CUDA."""
+    from openrs_cli.evaluate import backend_base, runner
+    from openrs_cli.evaluate.tasks import get_task, load_task
+    from tests.unit.test_eval_runner import ScriptedBackend
+
+    monkeypatch.setenv("OPENRS_NVML_BACKEND", 'fake:{"count": 2, "name": "NVIDIA H200"}')
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(backend_base, "nvml_gpu_count", lambda: 2)
+    answers = {p.problem: p.gold for p in load_task(get_task("amc23")).problems}
+    monkeypatch.setattr(runner, "make_backend", lambda *a, **k: ScriptedBackend(answers))
+    monkeypatch.setattr(runner, "pick_backend", lambda b: "transformers")
+    res = runner.run_eval(runner.EvalConfig(model="m", tasks="amc23", limit=2, max_new_tokens=8, cost=False,
+                                            batch_size=4, out_dir=str(tmp_path / "ev")))
+    env = json.loads((tmp_path / "ev" / "results.json").read_text())["environment"]
+    assert env == res["environment"]
+    assert env["gpu_count"] == 1 and env["gpu_model"] == "NVIDIA H200" and env["device"] == "cuda"
+    assert env["driver"] == "fake" and env["batch_size"] == 4 and env["data_parallel"] == 1
+    assert env["grader"]["version"] and env["data_sha256"]["amc23"] == res["tasks"]["amc23"]["data_sha256"]

@@ -1,7 +1,7 @@
 """`openrs report` figures and documents: every figure renders to PNG and SVG, each PNG is non-trivial, the HTML
 is self-contained, and a user's evaluated checkpoints, metrics.jsonl and cost ledger all reach the report.
 
-The user's artifacts are made here per the contracts: results.json (eval), metrics.jsonl + recipe.yaml (train),
+The user's artifacts are made here as openrs writes them (openrs_cli/schema.py): results.json (eval), metrics.jsonl + recipe.yaml (train),
 and a cost ledger written by the real cost monitor on a fake 4-GPU backend and fake clock.
 """
 

@@ -77,7 +77,7 @@ def test_long_prompts_are_cut_from_the_left(tok):
         fit_prompt(msgs, tok, 3)
 
 
-def test_metrics_callback_writes_contract_records(tmp_path):
+def test_metrics_callback_writes_metrics_records(tmp_path):
     from openrs_cli.train.callbacks import StepClock, make_metrics_callback
 
     clock = StepClock()
