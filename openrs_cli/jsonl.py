@@ -52,6 +52,11 @@ def read_utf8(path: Path, hint: str) -> str:
 
 def parse_objects(text: str, path: Path, hint: str, torn_tail_ok: bool = False) -> list[dict]:
     """JSON objects, one per non-blank line of `text` (read from `path`)."""
+    return [row for _, row in numbered_objects(text, path, hint, torn_tail_ok)]
+
+
+def numbered_objects(text: str, path: Path, hint: str, torn_tail_ok: bool = False) -> list[tuple[int, dict]]:
+    """(1-based line number, object) for each non-blank line of `text`, for callers whose own checks name lines."""
     rows = []
     lines = text.split("\n")
     for n, line in enumerate(lines, 1):
@@ -65,7 +70,7 @@ def parse_objects(text: str, path: Path, hint: str, torn_tail_ok: bool = False) 
             raise DataError(f"{path} line {n}: not valid JSON ({e.msg}); fix or remove that line") from None
         if not isinstance(row, dict):
             raise DataError(f"{path} line {n}: a {type(row).__name__}, not a JSON object; {hint}")
-        rows.append(row)
+        rows.append((n, row))
     return rows
 
 

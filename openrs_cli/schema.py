@@ -42,6 +42,8 @@ RECORD_TYPES: dict[str, RecordType] = {r.kind: r for r in (
                "cost samples: run_start, interval, window, run_end"),
     RecordType("selection", 1, "<run>/select/selection.json", ("rule", "candidates", "chosen", "looked_at"),
                "checkpoints scored on the validation split, and the one the rule chose"),
+    RecordType("eval_slurm", 1, "<eval>/slurm.json", ("config", "tasks", "shards", "units"),
+               "an `openrs eval --slurm` run's settings and shards, for `openrs eval merge`"),
     RecordType("data_manifest", 1, "<data>/manifest.json", ("rows", "content_sha256"), "what a data build wrote"),
     RecordType("doctor", 1, "openrs doctor --json", (), "the environment openrs found"),
 )}

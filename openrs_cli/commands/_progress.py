@@ -24,7 +24,6 @@ class Progress:
         self.interval_s, self.clock, self.heartbeat = interval_s, clock or time.monotonic, heartbeat
         self.p = self.task = self.ev = self.start = self._stop = None
         self.printed_at = None
-        self._first_stage = True
         self._stages = False  # stage mode: a stage shorter than interval_s prints nothing (a log of a failed
         self._stage_lines = 0  # build stays its one error line); a longer one prints every interval_s and its end
 
@@ -101,9 +100,8 @@ class Progress:
 
     def stage(self, label: str, done: int, total: int | None) -> None:
         """Progress of one named stage: a new label starts a new line (a new bar on a terminal)."""
-        self._stages = True
-        if label != self.what or self._first_stage:
-            self._first_stage, self._stage_lines = False, 0
+        if label != self.what or not self._stages:
+            self._stages, self._stage_lines = True, 0
             if self.p is not None:
                 self.p.remove_task(self.task)  # the finished stage (or the placeholder) goes; a new bar starts
                 self.task = self.p.add_task(escape(label), total=total, info="")

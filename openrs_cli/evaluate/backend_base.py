@@ -38,6 +38,13 @@ def unit_seed(seed: int, key: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2**31 - 1)
 
 
+def check_seeds(ns, seeds) -> None:
+    """Every backend's `generate(texts, ns, seeds, ...)` takes one seed per sample: len(seeds[i]) == ns[i]."""
+    for n, group in zip(ns, seeds, strict=True):
+        if len(group) != n:
+            raise ValueError(f"{n} samples need {n} seeds, got {len(group)}")
+
+
 def sample_seed(seed: int, task: str, problem_id: str, sample: int) -> int:
     """The seed of one eval sample: from (task, problem, sample index, run seed) only, so growing --samples or
     resuming generates the same sample again, whatever batch or engine it lands in."""

@@ -16,6 +16,7 @@ from openrs_cli.evaluate.backend_base import (
     Placement,
     Sampling,
     cap_max_tokens,
+    check_seeds,
     fit_context,
     model_context,
     model_source,
@@ -80,8 +81,9 @@ class TransformersBackend:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
+        check_seeds(ns, seeds)
         flat = [t for t, n in zip(texts, ns, strict=True) for _ in range(n)]
-        flat_seeds = [int(x) for group, n in zip(seeds, ns, strict=True) for x in _exactly(group, n)]
+        flat_seeds = [int(x) for group in seeds for x in group]
         enc = self.tok(flat, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         greedy = sampling.temperature <= 0
         # A fresh config: the paper's settings only, nothing inherited from the model's generation_config.
@@ -118,13 +120,6 @@ class TransformersBackend:
 
     def close(self) -> None:
         pass
-
-
-def _exactly(group, n: int) -> list:
-    group = list(group)
-    if len(group) != n:
-        raise ValueError(f"{n} samples need {n} seeds, got {len(group)}")
-    return group
 
 
 class PerRowGumbel:

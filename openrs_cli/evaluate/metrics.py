@@ -103,18 +103,18 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = BO
         return {"n": 0, "diff": float("nan"), "ci95": [float("nan"), float("nan")], "inside_noise": True,
                 "p_value": float("nan")}
     rng = random.Random(seed)
-    diffs = sorted(sum(rng.choices(d, k=n)) / n for _ in range(resamples))
+    return _difference(n, mean(d), [sum(rng.choices(d, k=n)) / n for _ in range(resamples)], level)
+
+
+def _difference(n: int, diff: float, resampled: list[float], level: float) -> dict:
+    """The record both paired bootstraps return: the difference, its percentile CI and two-sided p-value."""
+    resampled = sorted(resampled)
     tail = (1.0 - level) / 2 * 100
-    lo, hi = _percentile(diffs, tail), _percentile(diffs, 100 - tail)
-    below = sum(x <= 0 for x in diffs) / resamples
-    above = sum(x >= 0 for x in diffs) / resamples
-    return {
-        "n": n,
-        "diff": mean(d),
-        "ci95": [lo, hi],
-        "inside_noise": bool(lo <= 0 <= hi),
-        "p_value": min(1.0, 2 * min(below, above)),
-    }
+    lo, hi = _percentile(resampled, tail), _percentile(resampled, 100 - tail)
+    below = sum(x <= 0 for x in resampled) / len(resampled)
+    above = sum(x >= 0 for x in resampled) / len(resampled)
+    return {"n": n, "diff": diff, "ci95": [lo, hi], "inside_noise": bool(lo <= 0 <= hi),
+            "p_value": min(1.0, 2 * min(below, above))}
 
 
 def paired_bootstrap_seeds(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]],
@@ -141,14 +141,8 @@ def paired_bootstrap_seeds(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, 
     for _ in range(resamples):
         idx = [rng.randrange(n) for _ in range(n)]
         diffs.append(sum(draw(*a[i]) - draw(*b[i]) for i in idx) / n)
-    diffs.sort()
-    tail = (1.0 - level) / 2 * 100
-    lo, hi = _percentile(diffs, tail), _percentile(diffs, 100 - tail)
-    below = sum(x <= 0 for x in diffs) / resamples
-    above = sum(x >= 0 for x in diffs) / resamples
-    return {"n": n, "diff": mean([x[0] / x[1] - y[0] / y[1] for x, y in zip(a, b, strict=True)]),
-            "ci95": [lo, hi], "inside_noise": bool(lo <= 0 <= hi), "p_value": min(1.0, 2 * min(below, above)),
-            "levels": "problems x seeds"}
+    diff = mean([x[0] / x[1] - y[0] / y[1] for x, y in zip(a, b, strict=True)])
+    return {**_difference(n, diff, diffs, level), "levels": "problems x seeds"}
 
 
 def task_metrics(per_problem: dict[str, list[tuple[bool, str | None]]], seed: int = 0) -> dict:
@@ -167,10 +161,12 @@ def task_metrics(per_problem: dict[str, list[tuple[bool, str | None]]], seed: in
     maj = mean([float(majority_correct([p for _, p in s], [ok for ok, _ in s])) for s in items.values()])
     # Each sample index has its own seed (the same for a problem whatever the batch): sample j of every problem is
     # one seeded run, so the spread of their pass@1 is the "std across seeds" that multi-seed studies report.
-    per_seed = [mean([float(s[j][0]) for s in items.values()]) for j in range(n_min)] if n_min >= 2 else []
-    seeds = {"n": n_min, "pass@1": per_seed, "mean": mean(per_seed),
-             "std": math.sqrt(sum((x - mean(per_seed)) ** 2 for x in per_seed) / (len(per_seed) - 1))} \
-        if per_seed else None
+    seeds = None
+    if n_min >= 2:
+        per_seed = [mean([float(s[j][0]) for s in items.values()]) for j in range(n_min)]
+        m = mean(per_seed)
+        seeds = {"n": n_min, "pass@1": per_seed, "mean": m,
+                 "std": math.sqrt(sum((x - m) ** 2 for x in per_seed) / (n_min - 1))}
     return {
         "n_problems": len(items),
         "samples": n_min,

@@ -53,11 +53,8 @@ def read_jsonl_records(path: Path) -> list[dict]:
     hint = "pass a JSONL of {id, completion, sample?} records"
     if not path.is_file():
         raise DataError(f"{path}: no such file; {hint}")
-    text = jsonl.read_utf8(path, hint)
-    lines = text.split("\n")
-    numbers = [i for i, line in enumerate(lines, 1) if line.strip()]
     out = []
-    for i, rec in zip(numbers, jsonl.parse_objects(text, path, hint, torn_tail_ok=True), strict=False):
+    for i, rec in jsonl.numbered_objects(jsonl.read_utf8(path, hint), path, hint, torn_tail_ok=True):
         if "id" not in rec or "completion" not in rec:
             raise DataError(f"{path}:{i}: each record needs 'id' and 'completion' (and optionally 'sample', 'task')")
         sample = rec.get("sample")

@@ -39,10 +39,11 @@ def candidates(run_dir: Path) -> list[tuple[str, int | None, Path]]:
 
 
 def _final_step(run_dir: Path, ckpts) -> int | None:
+    from openrs_cli.train.config import planned_grpo
+
     try:
-        launch = json.loads((run_dir / "launch.json").read_text())
-        return int(launch["grpo"]["max_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(planned_grpo(run_dir)["max_steps"])
+    except (RunDirError, KeyError, TypeError, ValueError):
         return ckpts[-1][1] if ckpts else None
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from openrs_cli.errors import OpenrsError, RunDirError
 from openrs_cli.files import write_atomic, write_json_atomic
+from openrs_cli.schema import check_schema, record
+from openrs_cli.train.slurm import directives
 
 SETTINGS = "slurm.json"
 
@@ -37,10 +39,7 @@ def array_script(*, out_dir: str, workdir: str, eval_argv: list[str], tasks: lis
           f"--output={out_dir}/logs/slurm-%A_%a.out", "--open-mode=append", "--requeue"]
     if gpus:
         sb.append(f"--gres=gpu:{gpus}")
-    for flag, value in (("partition", partition), ("time", time), ("account", account)):
-        if value:
-            sb.append(f"--{flag}={value}")
-    lines = ["#!/bin/bash", *(f"#SBATCH {a}" for a in sb + list(sbatch_args))]
+    lines = ["#!/bin/bash", *directives(sb, partition=partition, time=time, account=account, extra=sbatch_args)]
     lines += [f"# {line}" for line in header.splitlines()]
     lines += [
         f"# {len(units)} array task(s): {len(tasks)} benchmark(s) x {shards} shard(s) of their problems. A requeued",
@@ -62,10 +61,7 @@ def merge_script(*, out_dir: str, workdir: str, merge_argv: list[str], partition
     q = shlex.quote
     sb = ["--job-name=openrs-eval-merge", "--ntasks=1", f"--chdir={workdir}",
           f"--output={out_dir}/logs/slurm-merge-%j.out", "--open-mode=append"]
-    for flag, value in (("partition", partition), ("time", time), ("account", account)):
-        if value:
-            sb.append(f"--{flag}={value}")
-    lines = ["#!/bin/bash", *(f"#SBATCH {a}" for a in sb + list(sbatch_args)),
+    lines = ["#!/bin/bash", *directives(sb, partition=partition, time=time, account=account, extra=sbatch_args),
              "# the array's last step: gather the shards into results.json (also by hand: openrs eval merge DIR)",
              "set -uo pipefail", "exec " + " ".join(q(a) for a in merge_argv) + f" {q(out_dir)}"]
     return "\n".join(lines) + "\n"
@@ -116,8 +112,8 @@ def eval_job(cfg, eval_argv: list[str], *, shards: int = 1, gpus: int = 0, parti
                          sbatch_args=sbatch_args, header=header)
     merge = merge_script(out_dir=str(out), workdir=workdir, merge_argv=[*openrs_argv(), "eval", "merge"],
                          partition=partition, time=time, account=account, sbatch_args=sbatch_args)
-    settings = {"kind": "eval_slurm", "config": dataclasses.asdict(cfg) | {"out_dir": str(out)}, "tasks": tasks,
-                "shards": shards, "units": [f"{t}-{i}" for t, i in shard_names(tasks, shards)]}
+    settings = record("eval_slurm", config=dataclasses.asdict(cfg) | {"out_dir": str(out)}, tasks=tasks,
+                      shards=shards, units=[f"{t}-{i}" for t, i in shard_names(tasks, shards)])
     job = EvalJob(array=array, merge=merge, out_dir=out, settings=settings)
     if dry_run:
         return job
@@ -129,18 +125,8 @@ def eval_job(cfg, eval_argv: list[str], *, shards: int = 1, gpus: int = 0, parti
     if submit_job:
         run = runner or subprocess.run
         job.array_id = submit(job.array_path, run)
-        job.merge_id = _submit_after(job.merge_path, job.array_id, run)
+        job.merge_id = submit(job.merge_path, run, after=job.array_id)
     return job
-
-
-def _submit_after(script: Path, job_id: str, runner) -> str:
-    out = runner(["sbatch", "--parsable", f"--dependency=afterok:{job_id}", str(script)], capture_output=True,
-                 text=True)
-    if out.returncode != 0:
-        last = (out.stderr or out.stdout or "").strip().splitlines()[-1:] or ["no output"]
-        raise OpenrsError(f"sbatch {script} failed: {last[0]}; run `openrs eval merge {script.parent}` once the "
-                          f"array {job_id} has finished")
-    return out.stdout.strip().split(";")[0]
 
 
 def merge(out_dir: str | Path) -> dict:
@@ -159,6 +145,7 @@ def merge(out_dir: str | Path) -> dict:
         raise RunDirError(f"{out}: no {SETTINGS}; pass the --out directory of an `openrs eval --slurm` run")
     try:
         settings = json.loads(p.read_text(encoding="utf-8"))
+        check_schema(settings, "eval_slurm", str(p))
         cfg = EvalConfig(**settings["config"])
     except (ValueError, KeyError, TypeError) as e:
         raise RunDirError(f"{p}: not as openrs eval --slurm writes it ({type(e).__name__}); resubmit the eval") \

@@ -26,6 +26,7 @@ from openrs_cli.evaluate.backend_base import (
     Placement,
     Sampling,
     cap_max_tokens,
+    check_seeds,
     fit_context,
     model_context,
     model_source,
@@ -206,12 +207,10 @@ class VLLMBackend:
                  sampling: Sampling) -> list[list[Completion]]:
         """`ns[i]` completions of `texts[i]`: one request per sample (n=1) with that sample's own seed, so a sample
         depends on its seed alone (vLLM's prefix cache computes a prompt shared by several samples once)."""
+        check_seeds(ns, seeds)
         ids = [self._ids(t) for t in texts]
         reqs: list[tuple[int, list[int], dict]] = []  # (unit, prompt ids, SamplingParams kwargs)
-        for u, (n, group, i) in enumerate(zip(ns, seeds, ids, strict=True)):
-            group = list(group)
-            if len(group) != n:
-                raise ValueError(f"{n} samples need {n} seeds, got {len(group)}")
+        for u, (group, i) in enumerate(zip(seeds, ids, strict=True)):
             capped = replace(sampling, max_new_tokens=cap_max_tokens(sampling.max_new_tokens, len(i),
                                                                      self.max_model_len))
             reqs += [(u, i, sampling_kwargs(1, capped, int(seed))) for seed in group]

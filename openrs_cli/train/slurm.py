@@ -138,10 +138,8 @@ def sbatch_script(*, recipe_name: str, run_dir: str, workdir: str, shape: SlurmS
           f"--chdir={workdir}", f"--output={rd}/logs/slurm-%j.out", "--open-mode=append", "--requeue"]
     if layout.gpus_per_node:
         sb.append(f"--gres=gpu:{layout.gpus_per_node}")
-    for flag, value in (("partition", shape.partition), ("time", shape.time), ("account", shape.account)):
-        if value:
-            sb.append(f"--{flag}={value}")
-    lines = ["#!/bin/bash", *(f"#SBATCH {a}" for a in sb + list(shape.sbatch_args))]
+    lines = ["#!/bin/bash", *directives(sb, partition=shape.partition, time=shape.time, account=shape.account,
+                                        extra=tuple(shape.sbatch_args))]
     lines += [f"# {line}" for line in header.splitlines()]
     lines += [
         "# A requeued job (preemption, node failure, scontrol requeue) reruns this script: every launch is",
@@ -198,10 +196,19 @@ def parse_vllm_server(text: str) -> tuple[str, int, int]:
     return host, port, group
 
 
-def submit(script: Path, runner: Callable = subprocess.run) -> str:
-    """`sbatch --parsable SCRIPT`; returns the job id."""
+def directives(base: list[str], *, partition: str | None = None, time: str | None = None,
+               account: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+    """The `#SBATCH` lines of a job script: `base` options, then the user's partition, time, account and extra."""
+    opts = list(base) + [f"--{flag}={value}" for flag, value in
+                         (("partition", partition), ("time", time), ("account", account)) if value]
+    return [f"#SBATCH {a}" for a in opts + list(extra)]
+
+
+def submit(script: Path, runner: Callable = subprocess.run, after: str | None = None) -> str:
+    """`sbatch --parsable [--dependency=afterok:AFTER] SCRIPT`; returns the job id."""
+    dep = [f"--dependency=afterok:{after}"] if after else []
     try:
-        out = runner(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
+        out = runner(["sbatch", "--parsable", *dep, str(script)], capture_output=True, text=True)
     except FileNotFoundError:
         raise OpenrsError(f"sbatch not found: submit {script} from a Slurm login node (sbatch {script})") from None
     if out.returncode != 0:

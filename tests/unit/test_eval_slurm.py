@@ -38,8 +38,10 @@ def test_cli_dry_run_writes_nothing_and_submit_needs_slurm(cli, tmp_path):
 def test_merge_refuses_missing_shards_and_foreign_dirs(tmp_path):
     with pytest.raises(OpenrsError, match="no slurm.json"):
         merge(tmp_path)
-    (tmp_path / "slurm.json").write_text(json.dumps({"config": {"model": "m", "tasks": "amc23"},
-                                                      "units": ["amc23-0", "amc23-1"]}))
+    from openrs_cli.schema import record
+
+    (tmp_path / "slurm.json").write_text(json.dumps(record("eval_slurm", config={"model": "m", "tasks": "amc23"},
+                                                           tasks=["amc23"], shards=2, units=["amc23-0", "amc23-1"])))
     with pytest.raises(OpenrsError, match="shard\\(s\\) amc23-0, amc23-1 have no results.json yet"):
         merge(tmp_path)
 
